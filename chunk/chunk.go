@@ -1,0 +1,96 @@
+// Package chunk splits streams into content-defined chunks with restic's Rabin
+// fingerprint chunker, so that an insertion shifts chunk boundaries only locally and
+// unchanged content deduplicates. It knows nothing of IDs, keys or packs.
+package chunk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/restic/chunker"
+)
+
+// Pol is a chunker polynomial. Each repository has its own, chosen at random, so that
+// chunk boundaries reveal nothing comparable across repositories.
+type Pol = chunker.Pol
+
+// RandomPolynomial returns a new irreducible polynomial of degree 53.
+func RandomPolynomial() (Pol, error) { return chunker.RandomPolynomial() }
+
+// ParsePolynomial parses the hexadecimal form stored in the repository config.
+func ParsePolynomial(s string) (Pol, error) {
+	var p uint64
+	if _, err := fmt.Sscanf(s, "%x", &p); err != nil {
+		return 0, fmt.Errorf("parse polynomial %q: %w", s, err)
+	}
+	pol := Pol(p)
+	if !pol.Irreducible() || pol.Deg() != 53 {
+		return 0, fmt.Errorf("polynomial %q is not an irreducible polynomial of degree 53", s)
+	}
+	return pol, nil
+}
+
+// Params are a chunker's size bounds. Average is 2^AverageBits bytes.
+type Params struct {
+	Min, Max    uint
+	AverageBits int
+}
+
+// Validate checks that the bounds make sense.
+func (p Params) Validate() error {
+	if p.Min < 64 || p.Max < p.Min || p.Max > 64<<20 || p.AverageBits < 10 || p.AverageBits > 24 ||
+		uint(1)<<p.AverageBits < p.Min || uint(1)<<p.AverageBits > p.Max {
+		return fmt.Errorf("invalid chunker parameters min %d avg 2^%d max %d", p.Min, p.AverageBits, p.Max)
+	}
+	return nil
+}
+
+// Parameter sets, chosen by measurement (docs/PERFORMANCE.md §Chunk sizes).
+var (
+	// Files: 512 KiB..8 MiB, average 1 MiB (restic's defaults). Media files are
+	// large and immutable; bigger chunks mean a smaller index.
+	Files = Params{Min: 512 << 10, Max: 8 << 20, AverageBits: 20}
+	// Database: 64 KiB..1 MiB, average 128 KiB. Dumps change in many small places;
+	// smaller chunks keep day-over-day growth near the changed bytes.
+	Database = Params{Min: 64 << 10, Max: 1 << 20, AverageBits: 17}
+)
+
+// Chunk is one piece of a stream. Data aliases the buffer passed to Next.
+type Chunk struct {
+	Start  uint64
+	Length uint
+	Data   []byte
+}
+
+// Chunker cuts a stream into chunks.
+type Chunker struct {
+	c *chunker.Chunker
+}
+
+// New returns a chunker reading rd.
+func New(rd io.Reader, pol Pol, p Params) *Chunker {
+	c := chunker.NewWithBoundaries(rd, pol, p.Min, p.Max)
+	c.SetAverageBits(p.AverageBits)
+	return &Chunker{c: c}
+}
+
+// Reset starts over on a new stream, keeping the chunker's tables.
+func (c *Chunker) Reset(rd io.Reader, pol Pol, p Params) {
+	c.c.ResetWithBoundaries(rd, pol, p.Min, p.Max)
+	c.c.SetAverageBits(p.AverageBits)
+}
+
+// Next returns the next chunk, its data stored in buf (grown if smaller than the
+// maximum chunk size). At the end of the stream it returns io.EOF. Errors of the
+// underlying reader are returned unchanged.
+func (c *Chunker) Next(buf []byte) (Chunk, error) {
+	ch, err := c.c.Next(buf)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return Chunk{}, io.EOF
+		}
+		return Chunk{}, err
+	}
+	return Chunk{Start: uint64(ch.Start), Length: ch.Length, Data: ch.Data}, nil
+}

@@ -1,0 +1,336 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"filippo.io/age"
+	"github.com/cairn-backup/cairn/crypto"
+	"github.com/cairn-backup/cairn/repo/backend"
+	"github.com/cairn-backup/cairn/repo/blob"
+	"github.com/cairn-backup/cairn/repo/index"
+	"github.com/cairn-backup/cairn/repo/pack"
+	"github.com/klauspost/compress/zstd"
+)
+
+var (
+	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(pack.MaxBlobSize))
+)
+
+// LoadIndex reads every index file into memory. It is called once per command; later
+// calls do nothing. A damaged index file is an error naming it.
+func (r *Repository) LoadIndex(ctx context.Context) error {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	if r.idxLoaded {
+		return nil
+	}
+	var files []backend.FileInfo
+	var total int64
+	err := r.be.List(ctx, backend.IndexFile, func(fi backend.FileInfo) error {
+		files = append(files, fi)
+		total += fi.Size
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list index: %w", err)
+	}
+	idx := index.New()
+	idx.Grow(int(total / 48))
+	superseded := map[ID]bool{}
+	for _, fi := range files {
+		id, err := blob.ParseID(fi.Name)
+		if err != nil {
+			continue
+		}
+		f, err := r.loadIndexFile(ctx, id)
+		if err != nil {
+			if errors.Is(err, ErrFileNotFound) {
+				continue // removed by a concurrent prune after listing
+			}
+			return err
+		}
+		for _, s := range f.Supersedes {
+			superseded[s] = true
+		}
+		idx.AddFile(id, f)
+	}
+	idx.Sort()
+	_ = superseded // superseded files are deleted by prune right after writing; merging both is harmless.
+	r.idx = idx
+	r.idxLoaded = true
+	return nil
+}
+
+func (r *Repository) loadIndexFile(ctx context.Context, id ID) (*index.File, error) {
+	h := backend.Handle{Type: backend.IndexFile, Name: id.String()}
+	plain, err := r.loadSealed(ctx, h, r.secrets.IndexIdentity)
+	if err != nil {
+		return nil, err
+	}
+	f, err := index.Decode(plain)
+	if err != nil {
+		return nil, &CorruptError{Handle: h, Err: err}
+	}
+	return f, nil
+}
+
+// LoadIndexFile loads and decodes one index file.
+func (r *Repository) LoadIndexFile(ctx context.Context, id ID) (*index.File, error) {
+	return r.loadIndexFile(ctx, id)
+}
+
+// SaveIndexFile encrypts and stores an index file, returning its ID.
+func (r *Repository) SaveIndexFile(ctx context.Context, f *index.File) (ID, error) {
+	id, err := r.saveSealed(ctx, backend.IndexFile, f.Encode(), r.secrets.Recipients()...)
+	if err != nil {
+		return ID{}, fmt.Errorf("save index: %w", err)
+	}
+	return id, nil
+}
+
+// Index returns the in-memory index (LoadIndex first).
+func (r *Repository) Index() *index.Index {
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	return r.idx
+}
+
+// ResetIndex forgets the loaded index so the next LoadIndex reads it again.
+func (r *Repository) ResetIndex() {
+	r.idxMu.Lock()
+	r.idx = index.New()
+	r.idxLoaded = false
+	r.idxMu.Unlock()
+}
+
+// LookupBlob returns where a blob is stored.
+func (r *Repository) LookupBlob(id ID) (index.Location, bool) { return r.Index().Lookup(id) }
+
+// HasBlob reports whether the index knows the blob.
+func (r *Repository) HasBlob(id ID) bool { return r.Index().Has(id) }
+
+// fileKeyCache keeps unwrapped age file keys of packs, so that reading many blobs of
+// one pack unwraps its header once.
+type fileKeyCache struct {
+	mu   sync.Mutex
+	keys map[ID][]byte
+}
+
+func newFileKeyCache() *fileKeyCache { return &fileKeyCache{keys: map[ID][]byte{}} }
+
+const maxCachedFileKeys = 4096
+
+func (c *fileKeyCache) get(id ID) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keys[id]
+}
+
+func (c *fileKeyCache) put(id ID, key []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.keys) >= maxCachedFileKeys {
+		for k := range c.keys {
+			delete(c.keys, k)
+			break
+		}
+	}
+	c.keys[id] = key
+}
+
+// backendReaderAt reads a stored file through ranged Loads.
+type backendReaderAt struct {
+	ctx context.Context
+	be  backend.Backend
+	h   backend.Handle
+}
+
+func (b *backendReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n := 0
+	err := b.be.Load(b.ctx, b.h, len(p), off, func(rd io.Reader) error {
+		var err error
+		n, err = io.ReadFull(rd, p)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return n, io.EOF
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+// packIdentity returns an identity for a pack's file key, unwrapping it once.
+func (r *Repository) packIdentity(ctx context.Context, packID ID) (age.Identity, error) {
+	if k := r.keyCache.get(packID); k != nil {
+		return age.NewInjectedFileKeyIdentity(k), nil
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: packID.String()}
+	// An age header is small; 4 KiB holds any X25519 or hybrid header.
+	var hdrBuf []byte
+	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+		hdr, err := age.ExtractHeader(io.LimitReader(rd, 64<<10))
+		hdrBuf = hdr
+		return err
+	})
+	if err != nil {
+		if backend.IsNotExist(err) {
+			return nil, fmt.Errorf("%w: %s", ErrFileNotFound, h)
+		}
+		return nil, &CorruptError{Handle: h, Err: fmt.Errorf("read age header: %w", err)}
+	}
+	key, err := age.DecryptHeader(hdrBuf, r.secrets.DataIdentity)
+	if err != nil {
+		return nil, &CorruptError{Handle: h, Err: fmt.Errorf("decrypt header: %w", err)}
+	}
+	r.keyCache.put(packID, key)
+	return age.NewInjectedFileKeyIdentity(key), nil
+}
+
+// LoadBlob reads a blob, decompresses it and verifies its ID, appending the plaintext to
+// dst[:0]. A blob whose bytes do not match its ID yields a *CorruptError.
+func (r *Repository) LoadBlob(ctx context.Context, id ID, dst []byte) ([]byte, error) {
+	if r.secrets.WriteOnly() {
+		return nil, fmt.Errorf("load blob %s: %w", id.Short(), ErrWriteOnly)
+	}
+	loc, ok := r.LookupBlob(id)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrBlobNotFound, id)
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: loc.Pack.String()}
+	size, ok := r.Index().PackSize(loc.Pack)
+	if !ok || size == 0 {
+		fi, err := r.be.Stat(ctx, h)
+		if err != nil {
+			if backend.IsNotExist(err) {
+				return nil, fmt.Errorf("%w: %s (holding blob %s)", ErrFileNotFound, h, id.Short())
+			}
+			return nil, fmt.Errorf("stat %s: %w", h, err)
+		}
+		size = uint64(fi.Size)
+	}
+	ident, err := r.packIdentity(ctx, loc.Pack)
+	if err != nil {
+		return nil, err
+	}
+	ra, plainSize, err := age.DecryptReaderAt(&backendReaderAt{ctx: ctx, be: r.be, h: h}, int64(size), ident)
+	if err != nil {
+		if backend.IsNotExist(err) {
+			return nil, fmt.Errorf("%w: %s (holding blob %s)", ErrFileNotFound, h, id.Short())
+		}
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: fmt.Errorf("decrypt: %w", err)}
+	}
+	e := loc.Entry
+	if int64(e.Offset)+int64(e.Length) > plainSize {
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: fmt.Errorf("blob at %d+%d lies outside the pack (%d bytes)", e.Offset, e.Length, plainSize)}
+	}
+	stored := make([]byte, e.Length)
+	if _, err := ra.ReadAt(stored, int64(e.Offset)); err != nil && !(errors.Is(err, io.EOF) && int64(e.Offset)+int64(e.Length) == plainSize) {
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: fmt.Errorf("decrypt: %w", err)}
+	}
+	out, err := DecodeBlob(e, stored, dst, crypto.NewBlobMAC(r.secrets.IDKey))
+	if err != nil {
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: err}
+	}
+	return out, nil
+}
+
+// DecodeBlob decompresses a stored blob into dst[:0] and verifies it against e.ID.
+func DecodeBlob(e pack.Entry, stored, dst []byte, mac *crypto.BlobMAC) ([]byte, error) {
+	var out []byte
+	switch e.Compression {
+	case pack.CompressionNone:
+		out = append(dst[:0], stored...)
+	case pack.CompressionZstd:
+		if cap(dst) < int(e.RawLength) {
+			dst = make([]byte, 0, e.RawLength)
+		}
+		var err error
+		out, err = zstdDecoder.DecodeAll(stored, dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("decompress: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown compression %d", e.Compression)
+	}
+	if len(out) != int(e.RawLength) {
+		return nil, fmt.Errorf("length %d, index says %d", len(out), e.RawLength)
+	}
+	if got := mac.Sum(out); got != e.ID {
+		return nil, fmt.Errorf("content does not match its id (got %s)", blob.ID(got).Short())
+	}
+	return out, nil
+}
+
+// PackReader gives sequential access to a whole pack: it downloads the file once,
+// verifies its name, decrypts it and parses its header.
+type PackReader struct {
+	Entries []pack.Entry
+	plain   []byte
+	mac     *crypto.BlobMAC
+	h       backend.Handle
+}
+
+// ReadPack loads and decrypts a whole pack.
+func (r *Repository) ReadPack(ctx context.Context, packID ID) (*PackReader, error) {
+	if r.secrets.WriteOnly() {
+		return nil, fmt.Errorf("read pack %s: %w", packID.Short(), ErrWriteOnly)
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: packID.String()}
+	plain, err := r.loadSealed(ctx, h, r.secrets.DataIdentity)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := ParsePackPlaintext(plain)
+	if err != nil {
+		return nil, &CorruptError{Handle: h, Err: err}
+	}
+	return &PackReader{Entries: entries, plain: plain, mac: crypto.NewBlobMAC(r.secrets.IDKey), h: h}, nil
+}
+
+// ParsePackPlaintext parses the header of a decrypted pack.
+func ParsePackPlaintext(plain []byte) ([]pack.Entry, error) {
+	if len(plain) < pack.TrailerSize {
+		return nil, fmt.Errorf("%w: %d bytes", pack.ErrInvalid, len(plain))
+	}
+	n, err := pack.ParseTrailer(plain[len(plain)-pack.TrailerSize:], int64(len(plain)))
+	if err != nil {
+		return nil, err
+	}
+	hdrStart := len(plain) - pack.TrailerSize - n
+	return pack.ParseHeader(plain[hdrStart:len(plain)-pack.TrailerSize], int64(len(plain)))
+}
+
+// Blob returns the verified plaintext of entry e of the pack, appended to dst[:0].
+func (p *PackReader) Blob(e pack.Entry, dst []byte) ([]byte, error) {
+	if int(e.Offset)+int(e.Length) > len(p.plain) {
+		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: errors.New("blob lies outside the pack")}
+	}
+	out, err := DecodeBlob(e, p.plain[e.Offset:e.Offset+e.Length], dst, p.mac)
+	if err != nil {
+		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: err}
+	}
+	return out, nil
+}
+
+// Find returns the entry with the given blob ID.
+func (p *PackReader) Find(id ID) (pack.Entry, bool) {
+	for _, e := range p.Entries {
+		if e.ID == id {
+			return e, true
+		}
+	}
+	return pack.Entry{}, false
+}
+
+// Plaintext exposes the raw decrypted pack (for check).
+func (p *PackReader) Plaintext() []byte { return bytes.Clone(p.plain[:0:0]) }

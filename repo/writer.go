@@ -1,0 +1,342 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"filippo.io/age"
+	"github.com/cairn-backup/cairn/crypto"
+	"github.com/cairn-backup/cairn/repo/backend"
+	"github.com/cairn-backup/cairn/repo/blob"
+	"github.com/cairn-backup/cairn/repo/index"
+	"github.com/cairn-backup/cairn/repo/pack"
+	"github.com/klauspost/compress/zstd"
+)
+
+var zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+
+// WriterOptions tunes a write session.
+type WriterOptions struct {
+	// Uploaders is the number of packs uploaded at once (0: 2).
+	Uploaders int
+	// Packers is the number of data packs filled at once (0: GOMAXPROCS).
+	Packers int
+	// IndexEvery writes an index file after this many uploaded packs (0: 4), so that
+	// an interrupted session's packs are known to the next one (docs/FORMAT.md
+	// §Resuming).
+	IndexEvery int
+	// IndexInterval writes an index file at least this often while packs are uploaded
+	// (0: 30 s).
+	IndexInterval time.Duration
+}
+
+// WriterStats counts what a session stored.
+type WriterStats struct {
+	BlobsAdded  int64 // new blobs
+	BytesRaw    int64 // their plaintext bytes
+	BytesStored int64 // their stored (compressed) bytes
+	Packs       int64
+	PackBytes   int64 // bytes of pack files written
+	IndexFiles  int64
+}
+
+// Writer is a write session: blobs go into packs, packs are uploaded, and index files
+// listing them are written after the packs they name are durable. A snapshot that
+// references the session's blobs may be saved only after Flush returns nil
+// (docs/FORMAT.md §Read and write ordering). Safe for concurrent use.
+type Writer struct {
+	r    *Repository
+	ctx  context.Context
+	opts WriterOptions
+
+	mu      sync.Mutex
+	pending map[ID]struct{}
+	err     error
+
+	dataPackers chan *packer
+	treeMu      sync.Mutex
+	treePacker  *packer
+
+	uploads   chan *packer
+	uploadWG  sync.WaitGroup
+	idxMu     sync.Mutex
+	unindexed []index.PackRecord
+	lastIndex time.Time
+	stats     WriterStats
+	closed    atomic.Bool
+}
+
+type packer struct {
+	buf  bytes.Buffer
+	aw   io.WriteCloser
+	pw   *pack.Writer
+	t    blob.Type
+	ents []pack.Entry
+}
+
+// NewWriter starts a write session. The index must be loaded. Write-only keys may
+// write: everything is encrypted to the data recipient.
+func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) *Writer {
+	if opts.Uploaders <= 0 {
+		opts.Uploaders = 2
+	}
+	if opts.Packers <= 0 {
+		opts.Packers = runtime.GOMAXPROCS(0)
+	}
+	if opts.IndexEvery <= 0 {
+		opts.IndexEvery = 4
+	}
+	if opts.IndexInterval <= 0 {
+		opts.IndexInterval = 30 * time.Second
+	}
+	w := &Writer{r: r, ctx: ctx, opts: opts, pending: map[ID]struct{}{},
+		dataPackers: make(chan *packer, opts.Packers), uploads: make(chan *packer, opts.Uploaders),
+		lastIndex: time.Now()}
+	for i := 0; i < opts.Packers; i++ {
+		w.dataPackers <- nil
+	}
+	for i := 0; i < opts.Uploaders; i++ {
+		w.uploadWG.Add(1)
+		go w.uploader()
+	}
+	return w
+}
+
+func (w *Writer) fail(err error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
+// Err returns the session's first error.
+func (w *Writer) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Known reports whether the blob is already stored or queued in this session.
+func (w *Writer) Known(id ID) bool {
+	if w.r.HasBlob(id) {
+		return true
+	}
+	w.mu.Lock()
+	_, ok := w.pending[id]
+	w.mu.Unlock()
+	return ok
+}
+
+// SaveBlob stores a blob unless the repository or this session already has it, and
+// reports whether it was added. id must be the blob's MAC (Repository.NewBlobMAC).
+// data is not retained.
+func (w *Writer) SaveBlob(t blob.Type, id ID, data []byte) (bool, error) {
+	if err := w.Err(); err != nil {
+		return false, err
+	}
+	if w.r.HasBlob(id) {
+		return false, nil
+	}
+	w.mu.Lock()
+	if _, ok := w.pending[id]; ok {
+		w.mu.Unlock()
+		return false, nil
+	}
+	w.pending[id] = struct{}{}
+	w.mu.Unlock()
+
+	stored, comp := compress(data, t)
+	if t == blob.Tree {
+		w.treeMu.Lock()
+		p, err := w.add(w.treePacker, t, id, comp, stored, len(data))
+		w.treePacker = p
+		w.treeMu.Unlock()
+		return err == nil, err
+	}
+	p := <-w.dataPackers
+	p, err := w.add(p, t, id, comp, stored, len(data))
+	w.dataPackers <- p
+	return err == nil, err
+}
+
+func (w *Writer) add(p *packer, t blob.Type, id ID, comp uint8, stored []byte, rawLen int) (*packer, error) {
+	if p == nil {
+		var err error
+		if p, err = w.newPacker(t); err != nil {
+			return nil, w.fail(err)
+		}
+	}
+	if err := p.pw.Add(t, id, comp, stored, rawLen); err != nil {
+		return nil, w.fail(fmt.Errorf("add blob to pack: %w", err))
+	}
+	atomic.AddInt64(&w.stats.BlobsAdded, 1)
+	atomic.AddInt64(&w.stats.BytesRaw, int64(rawLen))
+	atomic.AddInt64(&w.stats.BytesStored, int64(len(stored)))
+	if p.pw.Size() >= uint64(w.r.cfg.PackSize) {
+		if err := w.finish(p); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return p, nil
+}
+
+func (w *Writer) newPacker(t blob.Type) (*packer, error) {
+	p := &packer{t: t}
+	p.buf.Grow(w.r.cfg.PackSize + w.r.cfg.PackSize/64)
+	aw, err := age.Encrypt(&p.buf, w.r.secrets.DataRecipient)
+	if err != nil {
+		return nil, fmt.Errorf("start pack: %w", err)
+	}
+	p.aw = aw
+	p.pw = pack.NewWriter(aw)
+	return p, nil
+}
+
+// finish writes the pack's header, closes its age stream and queues the upload.
+func (w *Writer) finish(p *packer) error {
+	ents, err := p.pw.Finalize()
+	if err != nil {
+		return w.fail(err)
+	}
+	if err := p.aw.Close(); err != nil {
+		return w.fail(fmt.Errorf("encrypt pack: %w", err))
+	}
+	p.ents = ents
+	select {
+	case w.uploads <- p:
+		return nil
+	case <-w.ctx.Done():
+		return w.fail(w.ctx.Err())
+	}
+}
+
+func (w *Writer) uploader() {
+	defer w.uploadWG.Done()
+	for p := range w.uploads {
+		if w.Err() != nil {
+			continue
+		}
+		data := p.buf.Bytes()
+		id := ID(crypto.FileHash(data))
+		h := backend.Handle{Type: backend.PackFile, Name: id.String()}
+		if err := w.r.be.Save(w.ctx, h, backend.NewByteReader(data)); err != nil {
+			if errors.Is(err, backend.ErrExists) {
+				// The same bytes are already stored: identical ciphertext means an
+				// identical pack. Keep going.
+			} else {
+				w.fail(fmt.Errorf("save pack %s: %w", id.Short(), err))
+				continue
+			}
+		}
+		atomic.AddInt64(&w.stats.Packs, 1)
+		atomic.AddInt64(&w.stats.PackBytes, int64(len(data)))
+		w.r.Index().AddPack(id, uint64(len(data)), p.ents)
+		w.idxMu.Lock()
+		w.unindexed = append(w.unindexed, index.PackRecord{ID: id, Size: uint64(len(data)), Entries: p.ents})
+		due := len(w.unindexed) >= w.opts.IndexEvery || time.Since(w.lastIndex) >= w.opts.IndexInterval
+		var err error
+		if due {
+			err = w.writeIndexLocked()
+		}
+		w.idxMu.Unlock()
+		if err != nil {
+			w.fail(err)
+		}
+	}
+}
+
+func (w *Writer) writeIndexLocked() error {
+	w.lastIndex = time.Now()
+	if len(w.unindexed) == 0 {
+		return nil
+	}
+	f := &index.File{Created: time.Now().UTC(), Packs: w.unindexed}
+	if _, err := w.r.SaveIndexFile(w.ctx, f); err != nil {
+		return err
+	}
+	atomic.AddInt64(&w.stats.IndexFiles, 1)
+	w.unindexed = nil
+	return nil
+}
+
+// Flush finishes all open packs, waits for their uploads and writes the index for
+// them. After Flush returns nil every blob saved in the session is durable and
+// indexed. The Writer cannot be used afterwards.
+func (w *Writer) Flush() error {
+	if w.closed.Swap(true) {
+		return errors.New("repo: writer already flushed")
+	}
+	for i := 0; i < w.opts.Packers; i++ {
+		p := <-w.dataPackers
+		if p != nil && w.Err() == nil {
+			_ = w.finish(p)
+		}
+	}
+	if w.treePacker != nil && w.Err() == nil {
+		_ = w.finish(w.treePacker)
+		w.treePacker = nil
+	}
+	close(w.uploads)
+	w.uploadWG.Wait()
+	if err := w.Err(); err != nil {
+		return err
+	}
+	w.idxMu.Lock()
+	defer w.idxMu.Unlock()
+	return w.writeIndexLocked()
+}
+
+// Abort stops the session without writing more; packs already uploaded stay (they are
+// indexed if their index file was written, and reused by the next session).
+func (w *Writer) Abort() {
+	if w.closed.Swap(true) {
+		return
+	}
+	w.fail(errors.New("repo: write session aborted"))
+	for i := 0; i < w.opts.Packers; i++ {
+		<-w.dataPackers
+	}
+	close(w.uploads)
+	w.uploadWG.Wait()
+}
+
+// Stats returns what the session stored so far.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{
+		BlobsAdded: atomic.LoadInt64(&w.stats.BlobsAdded), BytesRaw: atomic.LoadInt64(&w.stats.BytesRaw),
+		BytesStored: atomic.LoadInt64(&w.stats.BytesStored), Packs: atomic.LoadInt64(&w.stats.Packs),
+		PackBytes: atomic.LoadInt64(&w.stats.PackBytes), IndexFiles: atomic.LoadInt64(&w.stats.IndexFiles),
+	}
+}
+
+// compress returns the blob as stored and its compression code. A 4 KiB sample
+// decides cheaply whether zstd is worth running: media (JPEG, PDF streams, WebP) does
+// not shrink, and skipping it keeps the pipeline at chunking speed.
+func compress(data []byte, t blob.Type) ([]byte, uint8) {
+	if len(data) < 64 {
+		return data, pack.CompressionNone
+	}
+	if t == blob.Data && len(data) > 16<<10 {
+		sample := data[len(data)/2-4096 : len(data)/2+4096]
+		c := zstdEncoder.EncodeAll(sample, make([]byte, 0, len(sample)))
+		if len(c) > len(sample)*15/16 {
+			return data, pack.CompressionNone
+		}
+	}
+	c := zstdEncoder.EncodeAll(data, make([]byte, 0, len(data)))
+	if len(c) >= len(data) {
+		return data, pack.CompressionNone
+	}
+	return c, pack.CompressionZstd
+}

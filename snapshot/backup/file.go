@@ -1,0 +1,302 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cairn-backup/cairn/chunk"
+	"github.com/cairn-backup/cairn/crypto"
+	"github.com/cairn-backup/cairn/repo/blob"
+	"github.com/cairn-backup/cairn/snapshot"
+)
+
+type fileJob struct {
+	path   string
+	name   string
+	fi     fs.FileInfo
+	parent *snapshot.Node
+	node   *snapshot.Node
+	wg     sync.WaitGroup  // for single jobs
+	dirWG  *sync.WaitGroup // for jobs of a directory
+}
+
+func (j *fileJob) done() {
+	if j.dirWG != nil {
+		j.dirWG.Done()
+	} else {
+		j.wg.Done()
+	}
+}
+
+type worker struct {
+	b   *backup
+	mac *crypto.BlobMAC
+	ch  *chunk.Chunker
+	buf []byte
+}
+
+func (b *backup) worker() {
+	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, 8<<20)}
+	for job := range b.jobs {
+		if b.failed.Load() == nil && b.ctx.Err() == nil {
+			w.file(job)
+		}
+		job.done()
+	}
+}
+
+// unchanged reports whether the parent snapshot's node describes the same file
+// content: same size, mtime, ctime and inode, and all its blobs still indexed.
+func (w *worker) unchanged(n, parent *snapshot.Node) bool {
+	if parent == nil || parent.Type != snapshot.TypeFile || parent.Size != n.Size ||
+		!parent.ModTime.Equal(n.ModTime) || !parent.ChangeTime.Equal(n.ChangeTime) || parent.Inode != n.Inode {
+		return false
+	}
+	for _, id := range parent.Content {
+		if !w.b.r.HasBlob(id) {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *worker) file(job *fileJob) {
+	b := w.b
+	cur := job.path
+	b.prog.Current.Store(&cur)
+	n := b.nodeFromInfo(job.name, job.fi)
+	n.Type = snapshot.TypeFile
+	n.Size = uint64(job.fi.Size())
+	if w.unchanged(n, job.parent) {
+		n.Content = job.parent.Content
+		job.node = n
+		b.countFile(n.Size)
+		b.prog.Bytes.Add(n.Size)
+		b.sumMu.Lock()
+		b.sum.FilesUnchanged++
+		b.sumMu.Unlock()
+		return
+	}
+	f, err := os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
+	if errors.Is(err, syscall.EPERM) {
+		f, err = os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			b.warn(job.path, errors.New("vanished before it could be read"))
+		} else {
+			b.warn(job.path, fmt.Errorf("open: %w", err))
+		}
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		b.warn(job.path, fmt.Errorf("stat: %w", err))
+		return
+	}
+	if !fi.Mode().IsRegular() {
+		b.warn(job.path, errors.New("replaced by a non-regular file while being read; skipped"))
+		return
+	}
+	n = b.nodeFromInfo(job.name, fi)
+	n.Type = snapshot.TypeFile
+	content, size, err := w.store(f, fi.Size())
+	if err != nil {
+		if b.ctx.Err() != nil || errors.Is(err, errStore) {
+			b.fail(err)
+			return
+		}
+		b.warn(job.path, fmt.Errorf("read: %w", err))
+		return
+	}
+	n.Content = content
+	n.Size = size
+	if after, err := f.Stat(); err == nil && (after.Size() != fi.Size() || !after.ModTime().Equal(fi.ModTime()) || uint64(after.Size()) != size) {
+		if b.opts.Warn != nil {
+			b.opts.Warn(job.path, fmt.Errorf("changed while being read (%d bytes stored)", size))
+		}
+	}
+	job.node = n
+	b.countFile(size)
+	b.sumMu.Lock()
+	if job.parent == nil {
+		b.sum.FilesNew++
+	} else {
+		b.sum.FilesChanged++
+	}
+	b.sumMu.Unlock()
+}
+
+// errStore marks failures of the repository (not of the source file): they abort the
+// backup instead of skipping one file.
+var errStore = errors.New("store")
+
+type storeError struct{ err error }
+
+func (e *storeError) Error() string   { return e.err.Error() }
+func (e *storeError) Is(t error) bool { return t == errStore }
+func (e *storeError) Unwrap() error   { return e.err }
+
+// store chunks rd and saves its blobs, returning their IDs and the bytes read.
+func (w *worker) store(rd io.Reader, sizeHint int64) ([]blob.ID, uint64, error) {
+	return w.storeParams(rd, sizeHint, w.b.r.ChunkParams("files"))
+}
+
+func (w *worker) storeParams(rd io.Reader, sizeHint int64, p chunk.Params) ([]blob.ID, uint64, error) {
+	var ids []blob.ID
+	var total uint64
+	save := func(data []byte) error {
+		id := blob.ID(w.mac.Sum(data))
+		if _, err := w.b.w.SaveBlob(blob.Data, id, data); err != nil {
+			return &storeError{err}
+		}
+		ids = append(ids, id)
+		total += uint64(len(data))
+		w.b.prog.BytesRead.Add(uint64(len(data)))
+		w.b.prog.Bytes.Add(uint64(len(data)))
+		return nil
+	}
+	// A file smaller than the minimum chunk is one chunk: skip the chunker.
+	if sizeHint >= 0 && sizeHint < int64(p.Min) {
+		buf := w.buf[:p.Min]
+		n, err := io.ReadFull(rd, buf)
+		switch {
+		case err == io.EOF:
+			return nil, 0, nil
+		case err == io.ErrUnexpectedEOF:
+			return ids, total, save(buf[:n])
+		case err != nil:
+			return nil, 0, err
+		}
+		// The file grew past the minimum while being read: chunk it all.
+		rd = io.MultiReader(bytesReader(append([]byte(nil), buf...)), rd)
+	}
+	if w.ch == nil {
+		w.ch = chunk.New(rd, w.b.r.Polynomial(), p)
+	} else {
+		w.ch.Reset(rd, w.b.r.Polynomial(), p)
+	}
+	for {
+		if err := w.b.ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		c, err := w.ch.Next(w.buf[:cap(w.buf)])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := save(c.Data); err != nil {
+			return nil, 0, err
+		}
+	}
+	return ids, total, nil
+}
+
+// dumpDatabase streams the dump into the repository as the single file of a tree.
+func (b *backup) dumpDatabase() (*snapshot.Database, error) {
+	pr, pw := io.Pipe()
+	type result struct {
+		db  *snapshot.Database
+		err error
+	}
+	res := make(chan result, 1)
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	go func() {
+		db, err := b.opts.Database(ctx, pw)
+		if err != nil {
+			pw.CloseWithError(err)
+		} else {
+			pw.Close()
+		}
+		res <- result{db, err}
+	}()
+	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, 8<<20)}
+	start := time.Now()
+	content, size, serr := w.storeParams(pr, -1, b.r.ChunkParams("database"))
+	if serr != nil {
+		cancel()
+		_ = pr.CloseWithError(serr)
+	}
+	r := <-res
+	if r.err != nil {
+		return nil, fmt.Errorf("database dump: %w", r.err)
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("store database dump: %w", serr)
+	}
+	name := b.opts.DatabaseName
+	if name == "" {
+		name = "database.dump"
+	}
+	n := snapshot.Node{Type: snapshot.TypeFile, Mode: 0o600, ModTime: start.UTC(), Size: size, Content: content}
+	n.SetName(name)
+	treeID, err := b.saveTree(&snapshot.Tree{Nodes: []snapshot.Node{n}})
+	if err != nil {
+		return nil, err
+	}
+	db := r.db
+	if db == nil {
+		db = &snapshot.Database{}
+	}
+	db.Size = size
+	db.Dump = treeID
+	return db, nil
+}
+
+type nameCache struct {
+	mu     sync.Mutex
+	users  map[uint32]string
+	groups map[uint32]string
+}
+
+func newNameCache() *nameCache {
+	return &nameCache{users: map[uint32]string{}, groups: map[uint32]string{}}
+}
+
+func (c *nameCache) user(id uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.users[id]; ok {
+		return n
+	}
+	name := ""
+	if u, err := user.LookupId(strconv.FormatUint(uint64(id), 10)); err == nil {
+		name = u.Username
+	}
+	c.users[id] = name
+	return name
+}
+
+func (c *nameCache) group(id uint32) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.groups[id]; ok {
+		return n
+	}
+	name := ""
+	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(id), 10)); err == nil {
+		name = g.Name
+	}
+	c.groups[id] = name
+	return name
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return ""
+}
