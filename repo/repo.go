@@ -6,6 +6,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -215,11 +216,13 @@ func Open(ctx context.Context, be backend.Backend, cred crypto.Credential) (*Rep
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	if err := json.Unmarshal(plain, &r.cfg); err != nil {
-		return nil, &CorruptError{Handle: backend.Handle{Type: backend.ConfigFile}, Err: fmt.Errorf("parse config: %w", err)}
-	}
-	if err := r.checkConfig(); err != nil {
+	cfg, pol, err := ParseConfig(plain)
+	if err != nil {
 		return nil, err
+	}
+	r.cfg, r.pol = cfg, pol
+	if cfg.ID != secrets.RepoID {
+		return nil, fmt.Errorf("key %s belongs to repository %s, not to this one (%s)", shortName(keyID), shortName(secrets.RepoID), shortName(cfg.ID))
 	}
 	return r, nil
 }
@@ -231,35 +234,41 @@ func kindMatches(credKind, fileKind string) bool {
 	return fileKind != "passphrase"
 }
 
-func (r *Repository) checkConfig() error {
-	c := r.cfg
+// ParseConfig decodes and validates the config's plaintext (docs/FORMAT.md §Config).
+func ParseConfig(plain []byte) (Config, chunk.Pol, error) {
+	corrupt := func(err error) error {
+		return &CorruptError{Handle: backend.Handle{Type: backend.ConfigFile}, Err: err}
+	}
+	var c Config
+	if err := json.Unmarshal(plain, &c); err != nil {
+		return c, 0, corrupt(fmt.Errorf("parse config: %w", err))
+	}
 	if c.Version > FormatVersion {
-		return fmt.Errorf("%w (repository version %d, this cairn reads up to %d): upgrade cairn", ErrNewerFormat, c.Version, FormatVersion)
+		return c, 0, fmt.Errorf("%w (repository version %d, this cairn reads up to %d): upgrade cairn", ErrNewerFormat, c.Version, FormatVersion)
 	}
 	if c.Version < 1 {
-		return &CorruptError{Handle: backend.Handle{Type: backend.ConfigFile}, Err: fmt.Errorf("invalid version %d", c.Version)}
+		return c, 0, corrupt(fmt.Errorf("invalid version %d", c.Version))
 	}
-	if c.ID != r.secrets.RepoID {
-		return fmt.Errorf("key %s belongs to repository %s, not to this one (%s)", shortName(r.keyID), shortName(r.secrets.RepoID), shortName(c.ID))
+	if b, err := hex.DecodeString(c.ID); err != nil || len(b) != 32 {
+		return c, 0, corrupt(fmt.Errorf("invalid repository id %q", c.ID))
 	}
 	pol, err := chunk.ParsePolynomial(c.ChunkerPolynomial)
 	if err != nil {
-		return &CorruptError{Handle: backend.Handle{Type: backend.ConfigFile}, Err: err}
+		return c, 0, corrupt(err)
 	}
-	r.pol = pol
 	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
-		return &CorruptError{Handle: backend.Handle{Type: backend.ConfigFile}, Err: fmt.Errorf("invalid pack size %d", c.PackSize)}
+		return c, 0, corrupt(fmt.Errorf("invalid pack size %d", c.PackSize))
 	}
 	for _, name := range []string{"files", "database"} {
 		ch, ok := c.Chunking[name]
 		if !ok {
-			return &CorruptError{Handle: backend.Handle{Type: backend.ConfigFile}, Err: fmt.Errorf("missing chunking %q", name)}
+			return c, 0, corrupt(fmt.Errorf("missing chunking %q", name))
 		}
 		if err := ch.Params().Validate(); err != nil {
-			return &CorruptError{Handle: backend.Handle{Type: backend.ConfigFile}, Err: err}
+			return c, 0, corrupt(err)
 		}
 	}
-	return nil
+	return c, pol, nil
 }
 
 func shortName(s string) string {
