@@ -1,0 +1,361 @@
+// Package local owns the local-directory backend: a repository stored as plain files
+// under one directory, with atomic saves (temporary file, fsync, rename, fsync of the
+// directory) and pack files spread over data/<xx>/ subdirectories.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+
+	"github.com/cairn-backup/cairn/repo/backend"
+)
+
+// TempPrefix starts the names of the temporary files Save writes. Handle names never
+// start with a dot, so List never reports them.
+const TempPrefix = ".tmp-"
+
+const (
+	dirMode  = 0o700
+	fileMode = 0o600
+)
+
+// Backend is a repository in a local directory.
+type Backend struct {
+	root   string
+	loc    string
+	closed atomic.Bool
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// Create makes the directory layout of a new repository at path (the directory itself
+// may already exist but must not contain a config file) and opens it.
+func Create(path string) (*Backend, error) {
+	root, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("create repository %s: %w", path, err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "config")); err == nil {
+		return nil, fmt.Errorf("create repository %s: config file already present: %w", path, backend.ErrExists)
+	}
+	if err := os.MkdirAll(root, dirMode); err != nil {
+		return nil, fmt.Errorf("create repository %s: %w", path, mapErr(err))
+	}
+	for _, t := range backend.AllTypes {
+		if t == backend.ConfigFile {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(root, t.String()), dirMode); err != nil {
+			return nil, fmt.Errorf("create repository %s: %w", path, mapErr(err))
+		}
+	}
+	if err := syncDir(root); err != nil {
+		return nil, fmt.Errorf("create repository %s: %w", path, err)
+	}
+	return &Backend{root: root, loc: path}, nil
+}
+
+// Open opens the existing repository directory at path. A missing directory yields
+// an error wrapping fs.ErrNotExist.
+func Open(path string) (*Backend, error) {
+	root, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", path, err)
+	}
+	fi, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("open repository %s: not a directory", path)
+	}
+	return &Backend{root: root, loc: path}, nil
+}
+
+// Location implements backend.Backend.
+func (b *Backend) Location() string { return b.loc }
+
+// WithLocation sets the string Location reports (the location as the user wrote it,
+// e.g. with a "local:" prefix) and returns b. Call it before sharing b.
+func (b *Backend) WithLocation(loc string) *Backend {
+	b.loc = loc
+	return b
+}
+
+// Root returns the absolute path of the repository directory.
+func (b *Backend) Root() string { return b.root }
+
+func (b *Backend) filename(h backend.Handle) string {
+	return filepath.Join(b.root, filepath.FromSlash(h.Path()))
+}
+
+func (b *Backend) check(ctx context.Context, op string, h backend.Handle) error {
+	if err := h.Valid(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, h, err)
+	}
+	if b.closed.Load() {
+		return fmt.Errorf("%s %s: backend %s is closed", op, h, b.loc)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, h, err)
+	}
+	return nil
+}
+
+// Save implements backend.Backend.
+func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
+	if err := b.check(ctx, "save", h); err != nil {
+		return err
+	}
+	final := b.filename(h)
+	dir := filepath.Dir(final)
+	if h.Type != backend.LockFile {
+		if _, err := os.Lstat(final); err == nil {
+			return fmt.Errorf("save %s: %w", h, backend.ErrExists)
+		}
+	}
+	f, err := os.CreateTemp(dir, TempPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// data/<xx>/ (or a type directory removed by hand) is created lazily.
+		if err = os.MkdirAll(dir, dirMode); err != nil {
+			return fmt.Errorf("save %s: %w", h, mapErr(err))
+		}
+		f, err = os.CreateTemp(dir, TempPrefix+"*")
+	}
+	if err != nil {
+		return fmt.Errorf("save %s: %w", h, mapErr(err))
+	}
+	tmp := f.Name()
+	committed := false
+	defer func() {
+		if !committed {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+
+	n, err := io.Copy(f, ctxReader{ctx: ctx, r: rd})
+	if err != nil {
+		return fmt.Errorf("save %s: write %s: %w", h, tmp, mapErr(err))
+	}
+	if want := rd.Length(); n != want {
+		return fmt.Errorf("save %s: wrote %d bytes, reader announced %d", h, n, want)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save %s: sync %s: %w", h, tmp, mapErr(err))
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save %s: close %s: %w", h, tmp, mapErr(err))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	if h.Type == backend.LockFile {
+		if err := os.Rename(tmp, final); err != nil {
+			return fmt.Errorf("save %s: %w", h, mapErr(err))
+		}
+	} else {
+		// A hard link never replaces an existing file, so two concurrent Saves of the
+		// same handle cannot both succeed. Where links are unsupported, fall back to
+		// rename after the existence check above.
+		err := os.Link(tmp, final)
+		switch {
+		case err == nil:
+			_ = os.Remove(tmp)
+		case errors.Is(err, fs.ErrExist):
+			return fmt.Errorf("save %s: %w", h, backend.ErrExists)
+		default:
+			if _, serr := os.Lstat(final); serr == nil {
+				return fmt.Errorf("save %s: %w", h, backend.ErrExists)
+			}
+			if err := os.Rename(tmp, final); err != nil {
+				return fmt.Errorf("save %s: %w", h, mapErr(err))
+			}
+		}
+	}
+	committed = true
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	return nil
+}
+
+// Load implements backend.Backend.
+func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) error {
+	if err := b.check(ctx, "load", h); err != nil {
+		return err
+	}
+	if length < 0 || offset < 0 {
+		return fmt.Errorf("load %s: invalid range offset %d length %d", h, offset, length)
+	}
+	f, err := os.Open(b.filename(h))
+	if err != nil {
+		return fmt.Errorf("load %s: %w", h, err)
+	}
+	defer func() { _ = f.Close() }()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("load %s: %w", h, err)
+	}
+	size := fi.Size()
+	if offset > size || length > 0 && offset+int64(length) > size {
+		return fmt.Errorf("load %s: range offset %d length %d beyond file size %d: %w",
+			h, offset, length, size, io.ErrUnexpectedEOF)
+	}
+	n := size - offset
+	if length > 0 {
+		n = int64(length)
+	}
+	if err := fn(ctxReader{ctx: ctx, r: io.NewSectionReader(f, offset, n)}); err != nil {
+		return fmt.Errorf("load %s: %w", h, err)
+	}
+	return nil
+}
+
+// Stat implements backend.Backend.
+func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+	if err := b.check(ctx, "stat", h); err != nil {
+		return backend.FileInfo{}, err
+	}
+	fi, err := os.Stat(b.filename(h))
+	if err != nil {
+		return backend.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return backend.FileInfo{}, fmt.Errorf("stat %s: not a regular file", h)
+	}
+	return backend.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+}
+
+// List implements backend.Backend.
+func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+	if b.closed.Load() {
+		return fmt.Errorf("list %s: backend %s is closed", t, b.loc)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s: %w", t, err)
+	}
+	switch t {
+	case backend.ConfigFile:
+		fi, err := os.Stat(filepath.Join(b.root, "config"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", t, err)
+		}
+		return fn(backend.FileInfo{Size: fi.Size()})
+	case backend.PackFile:
+		top := filepath.Join(b.root, t.String())
+		subs, err := os.ReadDir(top)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", t, err)
+		}
+		for _, sub := range subs {
+			if !sub.IsDir() || strings.HasPrefix(sub.Name(), ".") {
+				continue
+			}
+			if err := b.listDir(ctx, t, filepath.Join(top, sub.Name()), fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	case backend.KeyFile, backend.IndexFile, backend.SnapshotFile, backend.LockFile:
+		return b.listDir(ctx, t, filepath.Join(b.root, t.String()), fn)
+	}
+	return fmt.Errorf("list %s: invalid file type", t)
+}
+
+func (b *Backend) listDir(ctx context.Context, t backend.FileType, dir string, fn func(backend.FileInfo) error) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", t, err)
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("list %s: %w", t, err)
+		}
+		if !e.Type().IsRegular() || (backend.Handle{Type: t, Name: e.Name()}).Valid() != nil {
+			continue // temporary files, directories and foreign names
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed concurrently
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", t, err)
+		}
+		if err := fn(backend.FileInfo{Name: e.Name(), Size: fi.Size()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Remove implements backend.Backend.
+func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+	if err := b.check(ctx, "remove", h); err != nil {
+		return err
+	}
+	if err := os.Remove(b.filename(h)); err != nil {
+		return fmt.Errorf("remove %s: %w", h, err)
+	}
+	return nil
+}
+
+// Close implements backend.Backend.
+func (b *Backend) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+// syncDir fsyncs a directory so a rename or new entry in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil && !syncUnsupported(err) {
+		return fmt.Errorf("sync directory %s: %w", dir, mapErr(err))
+	}
+	return nil
+}
+
+// mapErr makes "disk full" and "quota exceeded" errors wrap backend.ErrNoSpace while
+// keeping the original error (which names the path) in the chain.
+func mapErr(err error) error {
+	if err != nil && isNoSpace(err) && !errors.Is(err, backend.ErrNoSpace) {
+		return fmt.Errorf("%w: %w", backend.ErrNoSpace, err)
+	}
+	return err
+}
+
+// ctxReader aborts a copy once the context is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

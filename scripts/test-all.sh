@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs and starts everything cairn's tests need — PostgreSQL, MariaDB, MinIO and an
+# OpenSSH server, all on 127.0.0.1 with throwaway state — then runs every test
+# (race detector included), and each fuzz target briefly. This is the command CI runs
+# (.ci/run) and the one README.md gives.
+#
+# Environment: FUZZTIME (default 10s per fuzz target), SKIP_SERVICES=1 to run without
+# starting servers (their tests skip and say so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CAIRN_SERVICES_DIR
+CAIRN_SERVICES_DIR=$(mktemp -d /tmp/cairn-services.XXXXXX)
+chmod 755 "$CAIRN_SERVICES_DIR"
+
+cleanup() {
+	for f in "$CAIRN_SERVICES_DIR"/*.pids; do
+		[ -e "$f" ] || continue
+		while read -r pid; do
+			kill "$pid" 2>/dev/null || true
+		done <"$f"
+	done
+	sleep 1
+	rm -rf "$CAIRN_SERVICES_DIR" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+if [ "${SKIP_SERVICES:-}" != 1 ]; then
+	for svc in postgres mariadb sshd minio; do
+		echo "== starting $svc" >&2
+		if out=$(bash "scripts/services/$svc.sh"); then
+			eval "$out"
+		else
+			echo "test-all: starting $svc failed" >&2
+			exit 1
+		fi
+	done
+fi
+
+echo "== go vet" >&2
+go vet ./...
+
+echo "== go test -race" >&2
+go test -race -timeout 25m -count=1 ./... 2>&1 | tee "$CAIRN_SERVICES_DIR/test.log"
+status=${PIPESTATUS[0]}
+[ "$status" = 0 ] || exit "$status"
+
+echo "== fuzz targets (${FUZZTIME:-10s} each)" >&2
+go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+		echo "fuzz $pkg $target" >&2
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" >&2
+	done
+done
+
+passed=$(grep -c '^ok ' "$CAIRN_SERVICES_DIR/test.log" || true)
+echo "all tests passed: $passed packages ok"
