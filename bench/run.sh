@@ -121,6 +121,9 @@ BORG_PASSPHRASE=$(cat "$WORK/home/password")
 export BORG_PASSPHRASE BORG_BASE_DIR=$WORK/home/borg BORG_DISPLAY_PASSPHRASE=no
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 unset RESTIC_REPOSITORY BORG_REPO
+# Run the tools from the work dir, so no config file in the caller's
+# directory (e.g. a cairn.toml) influences them.
+cd "$WORK" || die "cannot cd to $WORK"
 
 # ---------------------------------------------------------------- helpers
 declare -A V # "ds|tool|metric" -> raw value; "ds|metric" for data-set facts
@@ -133,6 +136,9 @@ measure() {
 	local key=$1
 	shift
 	local out=$WORK/logs/$key.log tv=$WORK/logs/$key.time t0 t1
+	# Flush dirty pages (generated data, the previous tool's writes) so every
+	# command starts from the same state; the page cache stays warm.
+	sync
 	t0=$(date +%s.%N)
 	/usr/bin/time -v -o "$tv" "$@" >"$out" 2>&1 </dev/null
 	RC=$?

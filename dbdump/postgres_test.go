@@ -423,12 +423,12 @@ func TestPostgresConsistentWithWriter(t *testing.T) {
 		if err := target.Restore(ctx, bytes.NewReader(data), info, RestoreOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		var sum, n, hist int64
-		if err := pgConnect(t, ctx, dst).QueryRow(ctx, "SELECT sum(balance), count(*), (SELECT count(*) FROM history) FROM accounts").Scan(&sum, &n, &hist); err != nil {
+		var sum, n, hist, bad int64
+		if err := pgConnect(t, ctx, dst).QueryRow(ctx, "SELECT sum(balance), count(*), (SELECT count(*) FROM history), ("+bankLedgerCheck+") FROM accounts").Scan(&sum, &n, &hist, &bad); err != nil {
 			t.Fatal(err)
 		}
-		if sum != bankAccounts*bankBalance || n != bankAccounts {
-			t.Errorf("%s: restored snapshot is inconsistent: %d accounts with a sum of %d", info.Format, n, sum)
+		if sum != bankAccounts*bankBalance || n != bankAccounts || bad != 0 {
+			t.Errorf("%s: restored snapshot is inconsistent: %d accounts with a sum of %d, %d disagree with history", info.Format, n, sum, bad)
 		}
 		seen[hist] = true
 	}

@@ -133,7 +133,7 @@ func runBackup(ctx context.Context, g *globalOptions, opts backupOptions, paths 
 		if !opts.force && !r.WriteOnly() {
 			parent, err := findParent(ctx, r, opts.parent, bopts.Host, bopts.Paths)
 			if err != nil {
-				return err
+				return fmt.Errorf("backup failed, no snapshot was written: %w", err)
 			}
 			bopts.Parent = parent
 		}

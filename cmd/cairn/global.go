@@ -79,7 +79,7 @@ func (g *globalOptions) openBackend(ctx context.Context, create bool) (backend.B
 		return nil, err
 	}
 	if strings.HasPrefix(loc, "s3:") || strings.HasPrefix(loc, "sftp:") {
-		return openRemote(ctx, loc, create)
+		return g.openRemote(ctx, loc, create)
 	}
 	if create {
 		if entries, err := os.ReadDir(loc); err == nil && len(entries) > 0 {

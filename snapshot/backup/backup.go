@@ -220,6 +220,13 @@ func (b *backup) warn(path string, err error) {
 	}
 }
 
+// notice reports a skipped entry that is not an error (sockets, pipes, devices).
+func (b *backup) notice(path string, err error) {
+	if b.opts.Warn != nil {
+		b.opts.Warn(path, err)
+	}
+}
+
 func (b *backup) fail(err error) {
 	b.failed.CompareAndSwap(nil, &err)
 }
@@ -381,7 +388,7 @@ func (b *backup) saveEntry(path string, parent *snapshot.Node) (*snapshot.Node, 
 	case fi.Mode()&fs.ModeSymlink != 0:
 		return b.symlinkNode(path, filepath.Base(path), fi)
 	default:
-		b.warn(path, fmt.Errorf("skipped %s (not a regular file, directory or symlink)", fileKind(fi.Mode())))
+		b.notice(path, fmt.Errorf("skipped %s (not a regular file, directory or symlink)", fileKind(fi.Mode())))
 		return nil, nil
 	}
 }
@@ -494,7 +501,7 @@ func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
 				tree.Nodes = append(tree.Nodes, *n)
 			}
 		default:
-			b.warn(child, fmt.Errorf("skipped %s (not a regular file, directory or symlink)", fileKind(cfi.Mode())))
+			b.notice(child, fmt.Errorf("skipped %s (not a regular file, directory or symlink)", fileKind(cfi.Mode())))
 		}
 	}
 	wg.Wait()

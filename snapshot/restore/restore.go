@@ -82,8 +82,9 @@ type Result struct {
 // and everything else was.
 var ErrIncomplete = errors.New("restore incomplete")
 
-// maxOpenFiles bounds the file handles kept open while content is written.
-const maxOpenFiles = 256
+// maxOpenFiles bounds the file handles kept open while content is written (a
+// variable so that tests can make it small).
+var maxOpenFiles = 256
 
 // tempPrefix starts the names of the temporary files an in-place restore writes.
 const tempPrefix = ".cairn-restore-"
@@ -392,23 +393,23 @@ func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole bool) {
 	for i := range nodes {
 		n := &nodes[i]
 		child := join(rel, n.RawName())
+		// Includes are matched even inside wholly selected directories, to tell
+		// which of them name something.
 		childWhole := whole
 		var childIncls []incl
-		if !whole {
-			for _, in := range incls {
-				if in.rest[0] != n.RawName() {
-					continue
-				}
-				if len(in.rest) == 1 {
-					in.in.found = true
-					childWhole = true
-				} else if n.Type == snapshot.TypeDir {
-					childIncls = append(childIncls, incl{in: in.in, rest: in.rest[1:]})
-				}
-			}
-			if !childWhole && len(childIncls) == 0 {
+		for _, in := range incls {
+			if in.rest[0] != n.RawName() {
 				continue
 			}
+			if len(in.rest) == 1 {
+				in.in.found = true
+				childWhole = true
+			} else if n.Type == snapshot.TypeDir {
+				childIncls = append(childIncls, incl{in: in.in, rest: in.rest[1:]})
+			}
+		}
+		if !childWhole && len(childIncls) == 0 {
+			continue
 		}
 		switch n.Type {
 		case snapshot.TypeDir:

@@ -9,7 +9,7 @@ import (
 	"io"
 	"strings"
 	"sync"
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/cairn-backup/cairn/repo/backend"
@@ -21,7 +21,9 @@ import (
 
 var fast = retry.Options{Base: 10 * time.Microsecond, MaxDelay: time.Millisecond}
 
-func pack() backend.Handle { return backend.Handle{Type: backend.PackFile, Name: backendtest.RandomID()} }
+func pack() backend.Handle {
+	return backend.Handle{Type: backend.PackFile, Name: backendtest.RandomID()}
+}
 
 // firstCall returns a handle predicate true on the first call for each handle, so
 // every operation on a file fails once and then succeeds.

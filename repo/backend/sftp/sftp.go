@@ -80,6 +80,16 @@ type conn struct {
 	closedOnce sync.Once
 }
 
+// note marks the connection broken when err says so, so the next call reconnects
+// without waiting for the connection's watcher.
+func (c *conn) note(err error) {
+	if err != nil && (errors.Is(err, sftp.ErrSSHFxConnectionLost) ||
+		errors.Is(err, sftp.ErrSSHFxNoConnection) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)) {
+		c.dead.Store(true)
+	}
+}
+
 func (c *conn) close() {
 	c.closedOnce.Do(func() {
 		_ = c.sftp.Close()
@@ -414,11 +424,12 @@ func (b *Backend) start(ctx context.Context, op string, h backend.Handle) (*conn
 // directory, which is fsynced (where the server supports fsync@openssh.com) and
 // renamed into place. New files use the plain SFTP rename, which never replaces an
 // existing file; lock files use posix-rename@openssh.com, which replaces atomically.
-func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
+func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) (err error) {
 	c, err := b.start(ctx, "save", h)
 	if err != nil {
 		return err
 	}
+	defer func() { c.note(err) }()
 	final := b.filename(h)
 	dir := path.Dir(final)
 	if h.Type != backend.LockFile {
@@ -514,11 +525,12 @@ func (b *Backend) mapErr(c *conn, dir string, need int64, err error) error {
 }
 
 // Load implements backend.Backend.
-func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) error {
+func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset int64, fn func(rd io.Reader) error) (err error) {
 	c, err := b.start(ctx, "load", h)
 	if err != nil {
 		return err
 	}
+	defer func() { c.note(err) }()
 	if length < 0 || offset < 0 {
 		return fmt.Errorf("load %s: invalid range offset %d length %d", h, offset, length)
 	}
@@ -547,11 +559,12 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 }
 
 // Stat implements backend.Backend.
-func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo, error) {
+func (b *Backend) Stat(ctx context.Context, h backend.Handle) (_ backend.FileInfo, err error) {
 	c, err := b.start(ctx, "stat", h)
 	if err != nil {
 		return backend.FileInfo{}, err
 	}
+	defer func() { c.note(err) }()
 	fi, err := c.sftp.Stat(b.filename(h))
 	if err != nil {
 		return backend.FileInfo{}, fmt.Errorf("stat %s: %w", h, err)
@@ -563,7 +576,7 @@ func (b *Backend) Stat(ctx context.Context, h backend.Handle) (backend.FileInfo,
 }
 
 // List implements backend.Backend.
-func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) error {
+func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.FileInfo) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("list %s: %w", t, err)
 	}
@@ -571,6 +584,7 @@ func (b *Backend) List(ctx context.Context, t backend.FileType, fn func(backend.
 	if err != nil {
 		return fmt.Errorf("list %s: %w", t, err)
 	}
+	defer func() { c.note(err) }()
 	switch t {
 	case backend.ConfigFile:
 		fi, err := c.sftp.Stat(path.Join(b.root, "config"))
@@ -631,11 +645,12 @@ func (b *Backend) listDir(ctx context.Context, c *conn, t backend.FileType, dir 
 }
 
 // Remove implements backend.Backend.
-func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+func (b *Backend) Remove(ctx context.Context, h backend.Handle) (err error) {
 	c, err := b.start(ctx, "remove", h)
 	if err != nil {
 		return err
 	}
+	defer func() { c.note(err) }()
 	if err := c.sftp.Remove(b.filename(h)); err != nil {
 		return fmt.Errorf("remove %s: %w", h, err)
 	}

@@ -1,0 +1,375 @@
+package backup_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/cairn-backup/cairn/crypto"
+	"github.com/cairn-backup/cairn/repo"
+	"github.com/cairn-backup/cairn/repo/backend"
+	"github.com/cairn-backup/cairn/repo/backend/faulty"
+	"github.com/cairn-backup/cairn/repo/backend/local"
+	"github.com/cairn-backup/cairn/snapshot"
+	"github.com/cairn-backup/cairn/snapshot/backup"
+	"github.com/cairn-backup/cairn/snapshot/restore"
+)
+
+const marker = "CAIRN-PLAINTEXT-MARKER-7f3a"
+
+func openRepo(t *testing.T, be backend.Backend) *repo.Repository {
+	t.Helper()
+	cred, _ := crypto.NewPassphrase("pw", crypto.MinScryptWorkFactor)
+	r, err := repo.Open(context.Background(), be, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func newRepo(t *testing.T) (string, backend.Backend) {
+	t.Helper()
+	dir := t.TempDir()
+	be, err := local.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, _ := crypto.NewPassphrase("pw", crypto.MinScryptWorkFactor)
+	if _, err := repo.Init(context.Background(), be, cred, repo.InitOptions{PackSize: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, be
+}
+
+func writeFile(t *testing.T, path string, data []byte, mode fs.FileMode, mtime time.Time) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := rng.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// makeSource builds a tree with every kind of entry the backup must keep.
+func makeSource(t *testing.T) string {
+	t.Helper()
+	src := t.TempDir()
+	rng := rand.New(rand.NewPCG(7, 8))
+	mt := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	writeFile(t, filepath.Join(src, "small.txt"), []byte("hello "+marker+"\n"), 0o640, mt)
+	writeFile(t, filepath.Join(src, "empty"), nil, 0o600, mt)
+	writeFile(t, filepath.Join(src, "big.bin"), randBytes(rng, 3<<20+12345), 0o644, mt)
+	writeFile(t, filepath.Join(src, "text.log"), bytes.Repeat([]byte(marker+" compressible line\n"), 200000), 0o644, mt)
+	writeFile(t, filepath.Join(src, "dir with space", "new\nline"), []byte("newline name"), 0o755, mt)
+	writeFile(t, filepath.Join(src, "bad\xff\xfename"), []byte("non-utf8 name"), 0o644, mt)
+	writeFile(t, filepath.Join(src, "sub", "deeper", "x"), []byte("x"), 0o444, mt)
+	if err := os.MkdirAll(filepath.Join(src, "emptydir"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub/deeper/x", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nonexistent/target", filepath.Join(src, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// compareTrees checks content, mode, mtime and symlink targets.
+func compareTrees(t *testing.T, want, got string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(want, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(want, p)
+		q := filepath.Join(got, rel)
+		wi, _ := os.Lstat(p)
+		gi, err := os.Lstat(q)
+		if err != nil {
+			t.Errorf("%s: missing in restore: %v", rel, err)
+			return nil
+		}
+		n++
+		if wi.Mode() != gi.Mode() {
+			t.Errorf("%s: mode %v, want %v", rel, gi.Mode(), wi.Mode())
+		}
+		switch {
+		case wi.Mode()&fs.ModeSymlink != 0:
+			a, _ := os.Readlink(p)
+			b, _ := os.Readlink(q)
+			if a != b {
+				t.Errorf("%s: link %q, want %q", rel, b, a)
+			}
+		case wi.Mode().IsRegular():
+			a, _ := os.ReadFile(p)
+			b, _ := os.ReadFile(q)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s: content differs", rel)
+			}
+			if !wi.ModTime().Equal(gi.ModTime()) {
+				t.Errorf("%s: mtime %v, want %v", rel, gi.ModTime(), wi.ModTime())
+			}
+		case wi.IsDir() && rel != ".":
+			if !wi.ModTime().Equal(gi.ModTime()) {
+				t.Errorf("%s: dir mtime %v, want %v", rel, gi.ModTime(), wi.ModTime())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 5 {
+		t.Fatalf("compared only %d entries", n)
+	}
+}
+
+func runBackup(t *testing.T, r *repo.Repository, paths []string, parent *snapshot.Snapshot) *backup.Result {
+	t.Helper()
+	res, err := backup.Run(context.Background(), r, backup.Options{Paths: paths, Parent: parent, Host: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func repoSize(t *testing.T, dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			fi, _ := d.Info()
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+func TestBackupRestoreIdentical(t *testing.T) {
+	ctx := context.Background()
+	src := makeSource(t)
+	dir, be := newRepo(t)
+	r := openRepo(t, be)
+	res := runBackup(t, r, []string{src}, nil)
+	if len(res.Skipped) != 0 {
+		t.Fatalf("skipped: %v", res.Skipped)
+	}
+	r2 := openRepo(t, be)
+	target := t.TempDir()
+	if _, err := restore.Run(ctx, r2, res.Snapshot.Tree, restore.Options{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	compareTrees(t, src, filepath.Join(target, src))
+
+	// Unchanged second backup: nothing read, almost nothing added.
+	before := repoSize(t, dir)
+	res2 := runBackup(t, openRepo(t, be), []string{src}, res.Snapshot)
+	s := res2.Snapshot.Summary
+	if s.BytesRead != 0 || s.FilesUnchanged != s.TotalFiles-2 /* symlinks are not files with content */ {
+		t.Errorf("second backup read %d bytes, %d/%d unchanged", s.BytesRead, s.FilesUnchanged, s.TotalFiles)
+	}
+	added := repoSize(t, dir) - before
+	if float64(added) > 0.001*float64(s.TotalBytes)+16<<10 {
+		t.Errorf("unchanged backup added %d bytes of %d", added, s.TotalBytes)
+	}
+	r3 := openRepo(t, be)
+	if a, b := subtreeOf(t, r3, res.Snapshot, src), subtreeOf(t, r3, res2.Snapshot, src); a != b {
+		t.Error("unchanged directory got a different tree ID")
+	}
+
+	// No plaintext anywhere in the repository: names and contents are encrypted.
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, _ := os.ReadFile(p)
+		for _, needle := range []string{marker, "small.txt", "dir with space", filepath.Base(src)} {
+			if bytes.Contains(data, []byte(needle)) {
+				t.Errorf("%s contains plaintext %q", p, needle)
+			}
+		}
+		return nil
+	})
+
+	// Every file except key files opens with the exported data identity, as with `age -d -i`.
+	idText, err := r2.Secrets().DataIdentityString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(strings.NewReader(idText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() || strings.Contains(p, string(filepath.Separator)+"keys"+string(filepath.Separator)) {
+			return err
+		}
+		f, _ := os.Open(p)
+		defer f.Close()
+		rd, err := age.Decrypt(f, ids...)
+		if err == nil {
+			_, err = io.Copy(io.Discard, rd)
+		}
+		if err != nil {
+			t.Errorf("age cannot decrypt %s: %v", p, err)
+		}
+		files++
+		return nil
+	})
+	if files < 4 {
+		t.Fatalf("decrypted only %d files", files)
+	}
+}
+
+func TestAppendAddsLittle(t *testing.T) {
+	size := 64 << 20
+	if os.Getenv("CAIRN_BIG_TESTS") != "" {
+		size = 1 << 30
+	}
+	src := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 1))
+	f, err := os.Create(filepath.Join(src, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for written := 0; written < size; written += 8 << 20 {
+		if _, err := f.Write(randBytes(rng, 8<<20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	dir, be := newRepo(t)
+	res := runBackup(t, openRepo(t, be), []string{src}, nil)
+	before := repoSize(t, dir)
+	f, _ = os.OpenFile(filepath.Join(src, "big"), os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(randBytes(rng, 1<<20))
+	f.Close()
+	runBackup(t, openRepo(t, be), []string{src}, res.Snapshot)
+	if added := repoSize(t, dir) - before; added > 10<<20 {
+		t.Fatalf("appending 1 MiB to %d MiB added %d bytes", size>>20, added)
+	}
+}
+
+func TestFullDiskLeavesNoSnapshot(t *testing.T) {
+	ctx := context.Background()
+	src := makeSource(t)
+	_, be := newRepo(t)
+	first := runBackup(t, openRepo(t, be), []string{src}, nil)
+
+	writeFile(t, filepath.Join(src, "new.bin"), randBytes(rand.New(rand.NewPCG(3, 3)), 5<<20), 0o644, time.Now())
+	fb := faulty.New(be)
+	fb.Add(faulty.Rule{Op: faulty.OpSave, Type: backend.PackFile, Kind: faulty.NoSpace, Bytes: 1000})
+	r := openRepo(t, fb)
+	_, err := backup.Run(ctx, r, backup.Options{Paths: []string{src}, Host: "test", Parent: first.Snapshot})
+	if !errors.Is(err, backend.ErrNoSpace) {
+		t.Fatalf("backup on a full disk: %v", err)
+	}
+	snaps, err := snapshot.List(ctx, openRepo(t, be))
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("after failed backup: %d snapshots, %v", len(snaps), err)
+	}
+	// Earlier snapshot intact, and the next backup works.
+	fb.Reset()
+	target := t.TempDir()
+	if _, err := restore.Run(ctx, openRepo(t, be), first.Snapshot.Tree, restore.Options{Target: target}); err != nil {
+		t.Fatal(err)
+	}
+	runBackup(t, openRepo(t, be), []string{src}, first.Snapshot)
+}
+
+func TestUnreadableAndSpecialFiles(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "ok"), []byte("fine"), 0o644, time.Now())
+	if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, be := newRepo(t)
+	var warned []string
+	res, err := backup.Run(context.Background(), openRepo(t, be), backup.Options{
+		Paths: []string{src, "/proc/1/mem"}, Host: "test",
+		Warn: func(p string, err error) { warned = append(warned, p+": "+err.Error()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Error(), "/proc/1/mem") {
+		t.Fatalf("skipped = %v, want /proc/1/mem only", res.Skipped)
+	}
+	if len(warned) != 2 || !strings.Contains(strings.Join(warned, "\n"), "skipped named pipe") {
+		t.Fatalf("warnings = %q", warned)
+	}
+}
+
+func TestMissingSourceFails(t *testing.T) {
+	_, be := newRepo(t)
+	_, err := backup.Run(context.Background(), openRepo(t, be), backup.Options{Paths: []string{"/does/not/exist"}})
+	if err == nil || !strings.Contains(err.Error(), "source /does/not/exist") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestExcluded(t *testing.T) {
+	for _, c := range []struct {
+		pat, path string
+		want      bool
+	}{
+		{"*.tmp", "/a/b/c.tmp", true},
+		{"*.tmp", "/a/b/c.tmpx", false},
+		{"/a/b", "/a/b/c", true},
+		{"/a/*/c", "/a/b/c", true},
+		{"cache", "/srv/app/cache", true},
+		{"/srv/*.log", "/srv/app/x.log", false},
+	} {
+		if got := backup.Excluded([]string{c.pat}, c.path); got != c.want {
+			t.Errorf("Excluded(%q, %q) = %v", c.pat, c.path, got)
+		}
+	}
+}
+
+func subtreeOf(t *testing.T, r *repo.Repository, sn *snapshot.Snapshot, path string) string {
+	t.Helper()
+	var id string
+	err := snapshot.Walk(context.Background(), r, sn.Tree, func(p string, n *snapshot.Node) error {
+		if "/"+p == path {
+			id = n.Subtree.String()
+		}
+		return nil
+	})
+	if err != nil || id == "" {
+		t.Fatalf("find %s in snapshot: %v", path, err)
+	}
+	return id
+}
