@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -331,6 +330,3 @@ func (p *PackReader) Find(id ID) (pack.Entry, bool) {
 	}
 	return pack.Entry{}, false
 }
-
-// Plaintext exposes the raw decrypted pack (for check).
-func (p *PackReader) Plaintext() []byte { return bytes.Clone(p.plain[:0:0]) }
