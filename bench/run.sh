@@ -56,6 +56,9 @@ WORK=$(mkdir -p "$WORK" && cd "$WORK" && pwd) || die "cannot create $WORK"
 if [ -n "$(ls -A "$WORK")" ] && [ ! -e "$WORK/.cairn-bench" ]; then
 	die "$WORK is not empty and is not a cairn bench work dir; set WORK to a new directory"
 fi
+# One run per work dir at a time: a second run would delete this one's data.
+exec 9>"$WORK/.lock"
+flock -n 9 || die "another bench/run.sh is using $WORK (set WORK to another directory)"
 for d in bin data repos restore home logs; do rm -rf "${WORK:?}/$d"; done
 mkdir -p "$WORK/bin" "$WORK/data" "$WORK/repos" "$WORK/restore" "$WORK/home" "$WORK/logs"
 touch "$WORK/.cairn-bench"
@@ -258,6 +261,10 @@ need=$(awk -v s="$SCALE" 'BEGIN {printf "%d", s * 2.2e9 * 5}')
 ((avail > need)) || log "warning: $(human "$avail") free under $WORK, about $(human "$need") recommended"
 
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOAD_START%% *}" -v n="$(nproc)" 'BEGIN {exit !(l > 0.5 * n)}'; then
+	log "warning: load average is $LOAD_START on $(nproc) cores; other work on this machine will skew the timings"
+fi
 for ds in $DATASETS; do
 	data=$WORK/data/$ds
 	log "== data set $ds (scale $SCALE, seed $SEED)"
@@ -293,6 +300,7 @@ for ds in $DATASETS; do
 	done
 done
 ELAPSED=$(($(date +%s) - START))
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
 # metric_raw ds tool metric -> raw number (derived metrics computed here)
@@ -359,6 +367,7 @@ report() {
 	echo
 	echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 	echo "- Memory: $mem; kernel $(uname -r); $(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null)"
+	echo "- Load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END (other processes on the machine skew timings)"
 	echo "- Disk under work dir: $(df -h --output=source,fstype "$WORK" | tail -1 | awk '{print $1 " (" $2 ")"}')"
 	for t in "${cols[@]}"; do echo "- $(version_of "$t")"; done
 	echo "- $(go version 2>/dev/null)"

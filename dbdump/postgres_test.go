@@ -75,9 +75,11 @@ func newPGDatabase(t testing.TB, ctx context.Context, script string) string {
 	})
 	dsn := pgDSNWithDatabase(t, admin, name)
 	if script != "" {
-		if _, err := pgConnect(t, ctx, dsn).Exec(ctx, script); err != nil {
+		conn := pgConnect(t, ctx, dsn)
+		if _, err := conn.Exec(ctx, script); err != nil {
 			t.Fatalf("load script: %v", err)
 		}
+		conn.Close(ctx)
 	}
 	return dsn
 }

@@ -23,9 +23,10 @@ const (
 
 // bankLedgerCheck counts the accounts whose balance disagrees with the transfers logged
 // in history: non-zero when a dump mixes tables from different moments.
-const bankLedgerCheck = `SELECT COUNT(*) FROM accounts a WHERE a.balance <> 1000
-	+ COALESCE((SELECT SUM(h.amount) FROM history h WHERE h.dst = a.id), 0)
-	- COALESCE((SELECT SUM(h.amount) FROM history h WHERE h.src = a.id), 0)`
+const bankLedgerCheck = `SELECT COUNT(*) FROM accounts a
+	LEFT JOIN (SELECT dst AS id, SUM(amount) AS s FROM history GROUP BY dst) i ON i.id = a.id
+	LEFT JOIN (SELECT src AS id, SUM(amount) AS s FROM history GROUP BY src) o ON o.id = a.id
+	WHERE a.balance <> 1000 + COALESCE(i.s, 0) - COALESCE(o.s, 0)`
 
 // TestMain lets the test binary double as the writer process of
 // TestSQLiteConsistentWithWriterProcess.

@@ -1,23 +1,23 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
-	"github.com/cairn-backup/cairn/crypto"
 	"github.com/cairn-backup/cairn/repo/backend"
 	"github.com/cairn-backup/cairn/repo/blob"
 	"github.com/cairn-backup/cairn/repo/index"
 	"github.com/cairn-backup/cairn/repo/pack"
 	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
 )
 
 var zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
@@ -36,6 +36,8 @@ type WriterOptions struct {
 	// IndexInterval writes an index file at least this often while packs are uploaded
 	// (0: 30 s).
 	IndexInterval time.Duration
+	// TempDir holds packs being filled ("" means os.TempDir()).
+	TempDir string
 }
 
 // WriterStats counts what a session stored.
@@ -74,13 +76,47 @@ type Writer struct {
 	closed    atomic.Bool
 }
 
+// packer fills one pack. The encrypted stream goes to a temporary file, not to
+// memory, so that a backup's resident memory does not grow with the pack size or the
+// number of packs waiting for upload (docs/PERFORMANCE.md §Memory).
 type packer struct {
-	buf  bytes.Buffer
+	f    *os.File
+	h    *blake3.Hasher
+	size int64
 	aw   io.WriteCloser
 	pw   *pack.Writer
 	t    blob.Type
 	ents []pack.Entry
 }
+
+func (p *packer) Write(b []byte) (int, error) {
+	n, err := p.f.Write(b)
+	p.h.Write(b[:n])
+	p.size += int64(n)
+	return n, err
+}
+
+func (p *packer) discard() {
+	if p != nil && p.f != nil {
+		name := p.f.Name()
+		p.f.Close()
+		os.Remove(name)
+		p.f = nil
+	}
+}
+
+// fileReader is a RewindReader over a finished pack file.
+type fileReader struct {
+	f    *os.File
+	size int64
+}
+
+func (r *fileReader) Read(b []byte) (int, error) { return r.f.Read(b) }
+func (r *fileReader) Rewind() error {
+	_, err := r.f.Seek(0, io.SeekStart)
+	return err
+}
+func (r *fileReader) Length() int64 { return r.size }
 
 // NewWriter starts a write session. The index must be loaded. Write-only keys may
 // write: everything is encrypted to the data recipient.
@@ -192,10 +228,14 @@ func (w *Writer) add(p *packer, t blob.Type, id ID, comp uint8, stored []byte, r
 }
 
 func (w *Writer) newPacker(t blob.Type) (*packer, error) {
-	p := &packer{t: t}
-	p.buf.Grow(w.r.cfg.PackSize + w.r.cfg.PackSize/64)
-	aw, err := age.Encrypt(&p.buf, w.r.secrets.DataRecipient)
+	f, err := os.CreateTemp(w.opts.TempDir, "cairn-pack-")
 	if err != nil {
+		return nil, fmt.Errorf("start pack: %w", err)
+	}
+	p := &packer{t: t, f: f, h: blake3.New()}
+	aw, err := age.Encrypt(p, w.r.secrets.DataRecipient)
+	if err != nil {
+		p.discard()
 		return nil, fmt.Errorf("start pack: %w", err)
 	}
 	p.aw = aw
@@ -210,6 +250,7 @@ func (w *Writer) finish(p *packer) error {
 		return w.fail(err)
 	}
 	if err := p.aw.Close(); err != nil {
+		p.discard()
 		return w.fail(fmt.Errorf("encrypt pack: %w", err))
 	}
 	p.ents = ents
@@ -225,12 +266,20 @@ func (w *Writer) uploader() {
 	defer w.uploadWG.Done()
 	for p := range w.uploads {
 		if w.Err() != nil {
+			p.discard()
 			continue
 		}
-		data := p.buf.Bytes()
-		id := ID(crypto.FileHash(data))
+		var id ID
+		p.h.Sum(id[:0])
 		h := backend.Handle{Type: backend.PackFile, Name: id.String()}
-		if err := w.r.be.Save(w.ctx, h, backend.NewByteReader(data)); err != nil {
+		size := p.size
+		rd := &fileReader{f: p.f, size: size}
+		err := rd.Rewind()
+		if err == nil {
+			err = w.r.be.Save(w.ctx, h, rd)
+		}
+		p.discard()
+		if err != nil {
 			if errors.Is(err, backend.ErrExists) {
 				// The same bytes are already stored: identical ciphertext means an
 				// identical pack. Keep going.
@@ -240,12 +289,12 @@ func (w *Writer) uploader() {
 			}
 		}
 		atomic.AddInt64(&w.stats.Packs, 1)
-		atomic.AddInt64(&w.stats.PackBytes, int64(len(data)))
-		w.r.Index().AddPack(id, uint64(len(data)), p.ents)
+		atomic.AddInt64(&w.stats.PackBytes, size)
+		w.r.Index().AddPack(id, uint64(size), p.ents)
 		w.idxMu.Lock()
-		w.unindexed = append(w.unindexed, index.PackRecord{ID: id, Size: uint64(len(data)), Entries: p.ents})
+		w.unindexed = append(w.unindexed, index.PackRecord{ID: id, Size: uint64(size), Entries: p.ents})
 		due := len(w.unindexed) >= w.opts.IndexEvery || time.Since(w.lastIndex) >= w.opts.IndexInterval
-		var err error
+		err = nil
 		if due {
 			err = w.writeIndexLocked()
 		}
@@ -281,12 +330,16 @@ func (w *Writer) Flush() error {
 		p := <-w.dataPackers
 		if p != nil && w.Err() == nil {
 			_ = w.finish(p)
+		} else {
+			p.discard()
 		}
 	}
 	if w.treePacker != nil && w.Err() == nil {
 		_ = w.finish(w.treePacker)
-		w.treePacker = nil
+	} else {
+		w.treePacker.discard()
 	}
+	w.treePacker = nil
 	close(w.uploads)
 	w.uploadWG.Wait()
 	if err := w.Err(); err != nil {
@@ -305,8 +358,12 @@ func (w *Writer) Abort() {
 	}
 	w.fail(errors.New("repo: write session aborted"))
 	for i := 0; i < w.opts.Packers; i++ {
-		<-w.dataPackers
+		(<-w.dataPackers).discard()
 	}
+	w.treeMu.Lock()
+	w.treePacker.discard()
+	w.treePacker = nil
+	w.treeMu.Unlock()
 	close(w.uploads)
 	w.uploadWG.Wait()
 }

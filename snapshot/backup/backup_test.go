@@ -89,6 +89,7 @@ func makeSource(t *testing.T) string {
 	mt := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC)
 	writeFile(t, filepath.Join(src, "small.txt"), []byte("hello "+marker+"\n"), 0o640, mt)
 	writeFile(t, filepath.Join(src, "empty"), nil, 0o600, mt)
+	writeFile(t, filepath.Join(src, "secret-name-4d1c"), []byte("x"), 0o600, mt)
 	writeFile(t, filepath.Join(src, "big.bin"), randBytes(rng, 3<<20+12345), 0o644, mt)
 	writeFile(t, filepath.Join(src, "text.log"), bytes.Repeat([]byte(marker+" compressible line\n"), 200000), 0o644, mt)
 	writeFile(t, filepath.Join(src, "dir with space", "new\nline"), []byte("newline name"), 0o755, mt)
@@ -216,7 +217,7 @@ func TestBackupRestoreIdentical(t *testing.T) {
 			return err
 		}
 		data, _ := os.ReadFile(p)
-		for _, needle := range []string{marker, "small.txt", "dir with space", filepath.Base(src)} {
+		for _, needle := range []string{marker, "small.txt", "dir with space", "secret-name-4d1c"} {
 			if bytes.Contains(data, []byte(needle)) {
 				t.Errorf("%s contains plaintext %q", p, needle)
 			}

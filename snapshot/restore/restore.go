@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,6 +126,7 @@ func Run(ctx context.Context, r Repo, tree blob.ID, opts Options) (Result, error
 		runID:   hex.EncodeToString(runID[:]),
 		blobs:   map[blob.ID]*blobJob{},
 		packs:   map[blob.ID]*packJob{},
+		failed:  map[string]struct{}{},
 		handles: &handleCache{limit: maxOpenFiles},
 		workers: workers,
 	}
@@ -135,7 +137,7 @@ func Run(ctx context.Context, r Repo, tree blob.ID, opts Options) (Result, error
 	rs.walkDir(tree, "", incls, len(incls) == 0)
 	for _, in := range incls {
 		if !in.in.found {
-			rs.addErr(fmt.Errorf("include %q: not in the snapshot", in.in.orig))
+			rs.addErr("\x00include "+in.in.orig, fmt.Errorf("include %q: not in the snapshot", in.in.orig))
 		}
 	}
 	// 2. Content, pack by pack.
@@ -165,7 +167,10 @@ func Run(ctx context.Context, r Repo, tree blob.ID, opts Options) (Result, error
 	}
 	stopProgress()
 	res := rs.result()
-	if n := len(res.Errors); n > 0 {
+	if len(res.Errors) > 0 {
+		rs.mu.Lock()
+		n := len(rs.failed)
+		rs.mu.Unlock()
 		noun := "files"
 		if n == 1 {
 			noun = "file"
@@ -214,9 +219,10 @@ type restorer struct {
 	runID  string
 	tmpSeq atomic.Int64
 
-	dirs  []*dirEntry  // pre-order
-	links []*linkEntry // in walk order
-	files []*fileState // files with content
+	dirs     []*dirEntry  // pre-order
+	selected int          // entries selected so far by the walk
+	links    []*linkEntry // in walk order
+	files    []*fileState // files with content
 
 	blobs     map[blob.ID]*blobJob
 	packs     map[blob.ID]*packJob
@@ -230,6 +236,7 @@ type restorer struct {
 
 	mu       sync.Mutex
 	errs     []error
+	failed   map[string]struct{} // entries with errors
 	fatal    error
 	dirCount int64
 	symlinks int64
@@ -264,15 +271,18 @@ func name(rel string) string {
 	return rel
 }
 
-func (rs *restorer) addErr(err error) {
+// addErr records an error; key identifies the entry it is about, so that an entry
+// with several errors counts once.
+func (rs *restorer) addErr(key string, err error) {
 	rs.mu.Lock()
 	rs.errs = append(rs.errs, err)
+	rs.failed[key] = struct{}{}
 	rs.mu.Unlock()
 }
 
 // entryErr records an error about the entry at rel.
 func (rs *restorer) entryErr(rel string, err error) {
-	rs.addErr(fmt.Errorf("%q: %w", display(rel), err))
+	rs.addErr(rel, fmt.Errorf("%q: %w", display(rel), err))
 }
 
 // setFatal records the error that stops the restore and cancels the remaining work.
@@ -361,13 +371,15 @@ func (rs *restorer) loadTree(id blob.ID, rel string) ([]snapshot.Node, error) {
 	seen := make(map[string]bool, len(lax.Nodes))
 	nodes := lax.Nodes[:0:0]
 	for _, n := range lax.Nodes {
+		// Errors name the directory and the entry; the key counts each entry once.
+		key := rel + "\x00" + n.RawName()
 		one := snapshot.Tree{Nodes: []snapshot.Node{n}}
 		if err := one.Validate(); err != nil {
-			rs.entryErr(rel, fmt.Errorf("tree %s: entry skipped: %w", id.Short(), err))
+			rs.addErr(key, fmt.Errorf("%q: tree %s: entry skipped: %w", display(rel), id.Short(), err))
 			continue
 		}
 		if seen[n.RawName()] {
-			rs.entryErr(rel, fmt.Errorf("tree %s: entry skipped: %w: duplicate name %q", id.Short(), snapshot.ErrInvalidTree, n.RawName()))
+			rs.addErr(key, fmt.Errorf("%q: tree %s: entry skipped: %w: duplicate name %q", display(rel), id.Short(), snapshot.ErrInvalidTree, n.RawName()))
 			continue
 		}
 		seen[n.RawName()] = true
@@ -411,13 +423,27 @@ func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole bool) {
 		if !childWhole && len(childIncls) == 0 {
 			continue
 		}
+		rs.selected++
 		switch n.Type {
 		case snapshot.TypeDir:
-			if !rs.prepareDir(child) {
+			ok, created := rs.prepareDir(child)
+			if !ok {
 				continue
 			}
-			rs.dirs = append(rs.dirs, &dirEntry{rel: child, node: n})
+			d := &dirEntry{rel: child, node: n}
+			rs.dirs = append(rs.dirs, d)
+			before := rs.selected
 			rs.walkDir(*n.Subtree, child, childIncls, childWhole)
+			if !childWhole && rs.selected == before && created {
+				// A directory leading only to includes that name nothing: leave
+				// no trace of it.
+				if err := rs.root.Remove(child); err == nil {
+					rs.dirs = slices.DeleteFunc(rs.dirs, func(e *dirEntry) bool { return e == d })
+					rs.mu.Lock()
+					rs.dirCount--
+					rs.mu.Unlock()
+				}
+			}
 		case snapshot.TypeFile:
 			rs.planFile(child, n)
 		case snapshot.TypeSymlink:
@@ -433,34 +459,35 @@ func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole bool) {
 
 // prepareDir makes sure rel is a directory we can write into. Whatever else is there
 // (a file, or a symlink, which is never followed) is replaced.
-func (rs *restorer) prepareDir(rel string) bool {
+// It reports whether rel can be used and whether it was created.
+func (rs *restorer) prepareDir(rel string) (ok, created bool) {
 	fi, err := rs.root.Lstat(rel)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		rs.entryErr(rel, fmt.Errorf("inspect existing entry: %w", err))
-		return false
+		return false, false
 	case fi.IsDir():
 		if perm := fi.Mode().Perm(); perm&0o700 != 0o700 {
 			if err := rs.root.Chmod(rel, perm|0o700); err != nil {
 				rs.entryErr(rel, fmt.Errorf("make existing directory writable: %w", err))
-				return false
+				return false, false
 			}
 		}
 		rs.countDir()
-		return true
+		return true, false
 	default:
 		if err := rs.root.Remove(rel); err != nil {
 			rs.entryErr(rel, fmt.Errorf("replace existing %s with a directory: %w", kind(fi.Mode()), err))
-			return false
+			return false, false
 		}
 	}
 	if err := rs.root.Mkdir(rel, 0o700); err != nil {
 		rs.entryErr(rel, fmt.Errorf("create directory: %w", err))
-		return false
+		return false, false
 	}
 	rs.countDir()
-	return true
+	return true, true
 }
 
 func (rs *restorer) countDir() {
