@@ -101,17 +101,13 @@ func (t tool) run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			src := &recordingReader{r: t.stdin}
-			_, err := io.Copy(in, src)
+			io.Copy(in, src)
 			if src.err != nil {
 				inErr = &inputError{src.err}
 				cancel() // kill before EOF reaches the program
 				return
 			}
-			if err != nil {
-				// The program stopped reading (it failed); Wait reports why.
-				in.Close()
-				return
-			}
+			// A write error means the program stopped reading (it failed): Wait says why.
 			in.Close()
 		}()
 	}

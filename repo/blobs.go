@@ -14,6 +14,7 @@ import (
 	"github.com/cairn-backup/cairn/repo/index"
 	"github.com/cairn-backup/cairn/repo/pack"
 	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
 )
 
 var (
@@ -279,21 +280,91 @@ type PackReader struct {
 	h       backend.Handle
 }
 
-// ReadPack loads and decrypts a whole pack.
+// packBufs recycles pack plaintext buffers between ReadPack calls.
+var packBufs sync.Pool
+
+// ReadPack downloads a whole pack once, verifying its name (the BLAKE3 hash of the
+// stored bytes) while decrypting it as a stream, and parses its header. Call Close
+// when done to recycle the buffer.
 func (r *Repository) ReadPack(ctx context.Context, packID ID) (*PackReader, error) {
 	if r.secrets.WriteOnly() {
 		return nil, fmt.Errorf("read pack %s: %w", packID.Short(), ErrWriteOnly)
 	}
 	h := backend.Handle{Type: backend.PackFile, Name: packID.String()}
-	plain, err := r.loadSealed(ctx, h, r.secrets.DataIdentity)
+	var plain []byte
+	if b, ok := packBufs.Get().(*[]byte); ok {
+		plain = (*b)[:0]
+	}
+	if size, ok := r.Index().PackSize(packID); ok && uint64(cap(plain)) < size {
+		// The plaintext is a little smaller than the stored file: one exact allocation.
+		plain = make([]byte, 0, size)
+	}
+	var decErr error
+	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+		decErr = nil
+		hasher := blake3.New()
+		tee := io.TeeReader(rd, hasher)
+		ar, err := age.Decrypt(tee, r.secrets.DataIdentity)
+		if err == nil {
+			plain, err = readAllInto(ar, plain[:0])
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			// Decryption failures are data errors, not transport errors: do not retry.
+			decErr = err
+			return nil
+		}
+		if _, err := io.Copy(hasher, rd); err != nil {
+			return err
+		}
+		if got := ID(hasher.Sum(nil)); got != packID {
+			decErr = fmt.Errorf("content hash %s does not match its name", got.Short())
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		if backend.IsNotExist(err) {
+			return nil, fmt.Errorf("%w: %s", ErrFileNotFound, h)
+		}
+		return nil, fmt.Errorf("load %s: %w", h, err)
+	}
+	if decErr != nil {
+		return nil, &CorruptError{Handle: h, Err: fmt.Errorf("decrypt: %w", decErr)}
 	}
 	entries, err := ParsePackPlaintext(plain)
 	if err != nil {
 		return nil, &CorruptError{Handle: h, Err: err}
 	}
 	return &PackReader{Entries: entries, plain: plain, mac: crypto.NewBlobMAC(r.secrets.IDKey), h: h}, nil
+}
+
+// readAllInto reads rd to its end, appending to buf, growing it by half at a time.
+func readAllInto(rd io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, cap(buf)/2+64<<10)...)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// Close recycles the pack's buffer; the PackReader and blobs it returned without
+// copying must not be used afterwards.
+func (p *PackReader) Close() {
+	if p.plain != nil {
+		b := p.plain[:0]
+		packBufs.Put(&b)
+		p.plain = nil
+	}
 }
 
 // ParsePackPlaintext parses the header of a decrypted pack.

@@ -18,6 +18,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/cairn-backup/cairn/repo/backend"
+	"github.com/cairn-backup/cairn/repo/blob"
 	"github.com/cairn-backup/cairn/repo/index"
 	"github.com/cairn-backup/cairn/repo/pack"
 )
@@ -193,7 +194,7 @@ type indexState struct {
 func (r *Repository) loadIndexState(ctx context.Context) (*indexState, error) {
 	st := &indexState{live: map[ID]*index.PackRecord{}, obsolete: map[ID]*index.PackRecord{}, packs: map[ID]int64{}}
 	if err := r.be.List(ctx, backend.PackFile, func(fi backend.FileInfo) error {
-		if id, err := ParseIDName(fi.Name); err == nil {
+		if id, err := blob.ParseID(fi.Name); err == nil {
 			st.packs[id] = fi.Size
 		}
 		return nil
@@ -254,21 +255,6 @@ func (r *Repository) loadIndexState(ctx context.Context) (*indexState, error) {
 		}
 	}
 	return st, nil
-}
-
-// ParseIDName parses a stored file name as an ID.
-func ParseIDName(name string) (ID, error) {
-	var id ID
-	if len(name) != 64 {
-		return id, fmt.Errorf("invalid id %q", name)
-	}
-	if _, err := hex.Decode(id[:], []byte(name)); err != nil {
-		return id, fmt.Errorf("invalid id %q: %w", name, err)
-	}
-	if id.String() != name {
-		return id, fmt.Errorf("invalid id %q: not lowercase", name)
-	}
-	return id, nil
 }
 
 func unionBlockers(a, b []index.BlockerID) []index.BlockerID {
@@ -352,10 +338,9 @@ func (r *Repository) replaceIndex(ctx context.Context, f *index.File, old []ID) 
 // the state was read has its index files written before it (§12), so a reload finds
 // them.
 type stateLoader struct {
-	r        *Repository
-	st       **indexState
-	reloads  int
-	reloaded bool
+	r       *Repository
+	st      **indexState
+	reloads int
 }
 
 const maxStateReloads = 8
@@ -387,7 +372,6 @@ func (l *stateLoader) LoadBlob(ctx context.Context, id ID, dst []byte) ([]byte, 
 			return nil, err
 		}
 		l.reloads++
-		l.reloaded = true
 		*l.st = fresh
 		if len(fresh.locs[id]) == 0 {
 			return nil, fmt.Errorf("%w: %s", ErrBlobNotFound, id)

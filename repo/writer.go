@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -36,7 +37,8 @@ type WriterOptions struct {
 	// IndexInterval writes an index file at least this often while packs are uploaded
 	// (0: 30 s).
 	IndexInterval time.Duration
-	// TempDir holds packs being filled ("" means os.TempDir()).
+	// TempDir holds packs being filled ("" means the backend's staging directory if
+	// it has one, else os.TempDir()).
 	TempDir string
 }
 
@@ -81,6 +83,7 @@ type Writer struct {
 // number of packs waiting for upload (docs/PERFORMANCE.md §Memory).
 type packer struct {
 	f    *os.File
+	bw   *bufio.Writer
 	h    *blake3.Hasher
 	size int64
 	aw   io.WriteCloser
@@ -90,7 +93,7 @@ type packer struct {
 }
 
 func (p *packer) Write(b []byte) (int, error) {
-	n, err := p.f.Write(b)
+	n, err := p.bw.Write(b)
 	p.h.Write(b[:n])
 	p.size += int64(n)
 	return n, err
@@ -118,6 +121,9 @@ func (r *fileReader) Rewind() error {
 }
 func (r *fileReader) Length() int64 { return r.size }
 
+// File implements backend.FileBacked.
+func (r *fileReader) File() *os.File { return r.f }
+
 // NewWriter starts a write session. The index must be loaded. Write-only keys may
 // write: everything is encrypted to the data recipient.
 func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) *Writer {
@@ -132,6 +138,10 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) *Writer 
 	}
 	if opts.IndexInterval <= 0 {
 		opts.IndexInterval = 30 * time.Second
+	}
+	if sd, ok := r.be.(backend.StagingDirer); ok && opts.TempDir == "" {
+		// Stage packs where the backend can adopt them without copying.
+		opts.TempDir = sd.StagingDir()
 	}
 	w := &Writer{r: r, ctx: ctx, opts: opts, pending: map[ID]struct{}{},
 		dataPackers: make(chan *packer, opts.Packers), uploads: make(chan *packer, opts.Uploaders),
@@ -228,11 +238,11 @@ func (w *Writer) add(p *packer, t blob.Type, id ID, comp uint8, stored []byte, r
 }
 
 func (w *Writer) newPacker(t blob.Type) (*packer, error) {
-	f, err := os.CreateTemp(w.opts.TempDir, "cairn-pack-")
+	f, err := os.CreateTemp(w.opts.TempDir, ".tmp-pack-*")
 	if err != nil {
 		return nil, fmt.Errorf("start pack: %w", err)
 	}
-	p := &packer{t: t, f: f, h: blake3.New()}
+	p := &packer{t: t, f: f, h: blake3.New(), bw: bufio.NewWriterSize(f, 1<<20)}
 	aw, err := age.Encrypt(p, w.r.secrets.DataRecipient)
 	if err != nil {
 		p.discard()
@@ -252,6 +262,10 @@ func (w *Writer) finish(p *packer) error {
 	if err := p.aw.Close(); err != nil {
 		p.discard()
 		return w.fail(fmt.Errorf("encrypt pack: %w", err))
+	}
+	if err := p.bw.Flush(); err != nil {
+		p.discard()
+		return w.fail(fmt.Errorf("write pack: %w", err))
 	}
 	p.ents = ents
 	select {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/cairn-backup/cairn/appconfig"
@@ -47,7 +48,7 @@ func (g *globalOptions) addFlags(c *cobra.Command) {
 	f.StringVar(&g.identityFile, "identity-file", "", "use an age identity file instead of a passphrase (default: $CAIRN_IDENTITY_FILE)")
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and warnings")
-	f.IntVar(&g.kdfWorkFactor, "kdf-work-factor", 0, "scrypt cost (log2 N) for new passphrase keys (default 17)")
+	f.IntVar(&g.kdfWorkFactor, "kdf-work-factor", 0, "scrypt cost (log2 N) for new passphrase keys (default 16)")
 	_ = f.MarkHidden("kdf-work-factor")
 	f.StringVar(&g.configFile, "config", "", "application config file (default: $CAIRN_CONFIG or ./cairn.toml)")
 }
@@ -229,6 +230,9 @@ func (g *globalOptions) openRepo(ctx context.Context) (*repo.Repository, error) 
 		be.Close()
 		return nil, err
 	}
+	// scrypt's working memory is garbage now; hand it back so it does not count
+	// against the rest of the command's resident memory.
+	debug.FreeOSMemory()
 	return r, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/cairn-backup/cairn/crypto"
@@ -50,6 +51,11 @@ EXIT STATUS
 `
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The heap is mostly large pointer-free buffers (chunks, packs): collecting
+		// more often is cheap and keeps peak memory near the live set.
+		debug.SetGCPercent(50)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	cancel()
@@ -122,6 +128,14 @@ migration numbers, into a deduplicating, compressed, age-encrypted repository.` 
 		newVersionCommand(g),
 		newConfigCommand(g),
 		newShowCommand(g),
+		newForgetCommand(g),
+		newPruneCommand(g),
+		newCheckCommand(g),
+		newRepairCommand(g),
+		newRollbackCommand(g),
+		newDiffCommand(g),
+		newFindCommand(g),
+		newDumpCommand(g),
 	)
 	return root
 }

@@ -79,9 +79,9 @@ func describeSnapshot(sn *snapshot.Snapshot) string {
 // errNotConfirmed means the user (or the lack of a terminal) did not allow a change.
 var errNotConfirmed = errors.New("not confirmed, nothing was changed")
 
-// confirm asks question on the terminal unless yes. Without a terminal on stdin it
+// confirmChange asks question on the terminal unless yes. Without a terminal on stdin it
 // refuses: scripts must pass --yes.
-func (g *globalOptions) confirm(question string, yes bool) error {
+func (g *globalOptions) confirmChange(question string, yes bool) error {
 	if yes {
 		return nil
 	}

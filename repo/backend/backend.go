@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 )
 
 // FileType is the kind of a repository file. Its String is the on-storage directory
@@ -110,6 +111,20 @@ type RewindReader interface {
 	Rewind() error
 	// Length is the total number of bytes the reader yields.
 	Length() int64
+}
+
+// FileBacked is implemented by RewindReaders whose bytes are exactly a local file
+// read from its start. A local backend may then copy the file inside the kernel
+// (copy_file_range) instead of through user space; it must still check the length.
+type FileBacked interface {
+	File() *os.File
+}
+
+// StagingDirer is implemented by backends on the local file system. StagingDir is a
+// directory whose entries named ".tmp-*" the backend ignores; a FileBacked reader
+// whose file was created there is adopted by Save with a link instead of a copy.
+type StagingDirer interface {
+	StagingDir() string
 }
 
 // ByteReader is a RewindReader over a byte slice.

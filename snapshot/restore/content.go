@@ -146,6 +146,7 @@ func (rs *restorer) restorePack(p *packJob, buf []byte) []byte {
 		}
 		return buf
 	}
+	defer pr.Close()
 	sort.Slice(p.blobs, func(i, j int) bool { return p.blobs[i].loc.Entry.Offset < p.blobs[j].loc.Entry.Offset })
 	for _, b := range p.blobs {
 		if rs.ctx.Err() != nil {

@@ -109,6 +109,46 @@ func (b *Backend) check(ctx context.Context, op string, h backend.Handle) error 
 	return nil
 }
 
+// StagingDir implements backend.StagingDirer: temporary files there (named
+// TempPrefix+"…") are on the repository's file system and never listed.
+func (b *Backend) StagingDir() string { return filepath.Join(b.root, backend.PackFile.String()) }
+
+// adopt links a complete staged file to its final name after syncing it: no copy.
+// The caller removes the staged name.
+func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, length int64) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("save %s: %w", h, mapErr(err))
+	}
+	if fi.Size() != length {
+		return fmt.Errorf("save %s: staged file has %d bytes, reader announced %d", h, fi.Size(), length)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save %s: sync %s: %w", h, f.Name(), mapErr(err))
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	final := b.filename(h)
+	err = os.Link(f.Name(), final)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(final), dirMode); err != nil {
+			return fmt.Errorf("save %s: %w", h, mapErr(err))
+		}
+		err = os.Link(f.Name(), final)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("save %s: %w", h, backend.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("save %s: %w", h, mapErr(err))
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	return nil
+}
+
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
 	if err := b.check(ctx, "save", h); err != nil {
@@ -141,7 +181,16 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 		}
 	}()
 
-	n, err := io.Copy(f, ctxReader{ctx: ctx, r: rd})
+	if fb, ok := rd.(backend.FileBacked); ok && h.Type != backend.LockFile && filepath.Dir(fb.File().Name()) == b.StagingDir() {
+		return b.adopt(ctx, h, fb.File(), rd.Length())
+	}
+	var n int64
+	if fb, ok := rd.(backend.FileBacked); ok {
+		// In-kernel copy of a pack file written by the packer (no user-space copy).
+		n, err = f.ReadFrom(fb.File())
+	} else {
+		n, err = io.Copy(f, ctxReader{ctx: ctx, r: rd})
+	}
 	if err != nil {
 		return fmt.Errorf("save %s: write %s: %w", h, tmp, mapErr(err))
 	}
