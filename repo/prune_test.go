@@ -275,7 +275,7 @@ func TestPruneConcurrentBackups(t *testing.T) {
 	var mu sync.Mutex
 	want := map[blob.ID]lcFiles{}
 	srcOf := map[blob.ID]string{}
-	const workers, rounds = 2, 6
+	const workers, rounds = 2, 8
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	errc := make(chan error, workers+1)
@@ -308,7 +308,7 @@ func TestPruneConcurrentBackups(t *testing.T) {
 			}
 		}()
 	}
-	prunes, deleted := 0, 0
+	prunes, deleted, blocked := 0, 0, 0
 	var pwg sync.WaitGroup
 	pwg.Add(1)
 	go func() {
@@ -336,6 +336,9 @@ func TestPruneConcurrentBackups(t *testing.T) {
 			}
 			prunes++
 			deleted += res.PacksDeleted
+			if len(res.Pending) > 0 {
+				blocked++
+			}
 		}
 	}()
 	wg.Wait()
@@ -348,6 +351,9 @@ func TestPruneConcurrentBackups(t *testing.T) {
 	// Everything settles once no backup runs.
 	r := lcOpen(t, dir)
 	defer r.Close()
+	if _, err := lcForget(ctx, r, 2); err != nil {
+		t.Fatal(err)
+	}
 	res, err := lcPrune(ctx, r, repo.UnusedLimit{Percent: 0})
 	if err != nil {
 		t.Fatal(err)
@@ -355,7 +361,8 @@ func TestPruneConcurrentBackups(t *testing.T) {
 	if len(res.Pending) != 0 {
 		t.Errorf("packs still pending with no backup running: %+v", res.Pending)
 	}
-	t.Logf("%d prunes during the backups deleted %d packs; final prune deleted %d", prunes, deleted, res.PacksDeleted)
+	t.Logf("%d prunes during the backups deleted %d packs (%d left packs waiting for a backup); final prune deleted %d",
+		prunes, deleted, blocked, res.PacksDeleted)
 	if prunes < 2 {
 		t.Errorf("only %d prunes ran concurrently", prunes)
 	}
@@ -602,6 +609,10 @@ func TestPruneKilled(t *testing.T) {
 	// Forget four of six snapshots: packs become unused or partly used.
 	if err := snapshot.Forget(ctx, r, ids[:4]); err != nil {
 		t.Fatal(err)
+	}
+	res, err := r.Prune(ctx, repo.PruneOptions{MaxUnused: repo.UnusedLimit{Percent: 0}, DryRun: true, UsedBlobs: lcUsed(r)})
+	if err != nil || res.PacksUnused == 0 || res.PacksRepacked == 0 {
+		t.Fatalf("the scenario should delete and repack packs: %+v, %v", res, err)
 	}
 	r.Close()
 

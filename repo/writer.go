@@ -21,8 +21,19 @@ import (
 	"github.com/zeebo/blake3"
 )
 
+// zstdEncoder compresses data blobs at zstd's fastest level: about four times the
+// speed of the default level for a few percent more output on the compressible part
+// of a data set (docs/PERFORMANCE.md §Compression).
 var zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
 	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+
+// zstdTrees compresses tree blobs, which are small and read often: default level.
+var zstdTrees, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
+	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+
+// zstdSampler tries small samples as cheaply as possible.
+var zstdSampler, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
+	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true))
 
 // WriterOptions tunes a write session.
 type WriterOptions struct {
@@ -391,23 +402,40 @@ func (w *Writer) Stats() WriterStats {
 	}
 }
 
-// compress returns the blob as stored and its compression code. A 4 KiB sample
-// decides cheaply whether zstd is worth running: media (JPEG, PDF streams, WebP) does
-// not shrink, and skipping it keeps the pipeline at chunking speed.
+// compress returns the blob as stored and its compression code. A cheap check on four
+// 1 KiB samples spread over the blob decides whether zstd is worth running: media
+// (JPEG, PDF image streams, WebP) does not shrink, and skipping it keeps the pipeline
+// at chunking speed. A blob is compressed when any sample shrinks, so a chunk that is
+// mostly image data with a text layer still gets its text compressed.
 func compress(data []byte, t blob.Type) ([]byte, uint8) {
 	if len(data) < 64 {
 		return data, pack.CompressionNone
 	}
-	if t == blob.Data && len(data) > 16<<10 {
-		sample := data[len(data)/2-4096 : len(data)/2+4096]
-		c := zstdEncoder.EncodeAll(sample, make([]byte, 0, len(sample)))
-		if len(c) > len(sample)*15/16 {
-			return data, pack.CompressionNone
-		}
+	if t == blob.Data && len(data) >= 16<<10 && !worthCompressing(data) {
+		return data, pack.CompressionNone
 	}
-	c := zstdEncoder.EncodeAll(data, make([]byte, 0, len(data)))
-	if len(c) >= len(data) {
+	enc := zstdEncoder
+	if t == blob.Tree {
+		enc = zstdTrees
+	}
+	c := enc.EncodeAll(data, make([]byte, 0, len(data)))
+	if len(c) >= len(data)-len(data)/64 {
 		return data, pack.CompressionNone
 	}
 	return c, pack.CompressionZstd
+}
+
+func worthCompressing(data []byte) bool {
+	const n, size = 4, 1024
+	var sample [size]byte
+	var dst [2 * size]byte
+	step := (len(data) - size) / (n - 1)
+	for i := 0; i < n; i++ {
+		copy(sample[:], data[i*step:])
+		c := zstdSampler.EncodeAll(sample[:], dst[:0])
+		if len(c) < size*7/8 {
+			return true
+		}
+	}
+	return false
 }

@@ -115,7 +115,7 @@ func (b *Backend) StagingDir() string { return filepath.Join(b.root, backend.Pac
 
 // adopt links a complete staged file to its final name after syncing it: no copy.
 // The caller removes the staged name.
-func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, length int64) error {
+func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, length int64, crash bool) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("save %s: %w", h, mapErr(err))
@@ -129,6 +129,7 @@ func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, lengt
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
+	crashMidpoint(crash)
 	final := b.filename(h)
 	err = os.Link(f.Name(), final)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -151,6 +152,7 @@ func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, lengt
 
 // Save implements backend.Backend.
 func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindReader) error {
+	crash := crashEnter()
 	if err := b.check(ctx, "save", h); err != nil {
 		return err
 	}
@@ -182,7 +184,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	}()
 
 	if fb, ok := rd.(backend.FileBacked); ok && h.Type != backend.LockFile && filepath.Dir(fb.File().Name()) == b.StagingDir() {
-		return b.adopt(ctx, h, fb.File(), rd.Length())
+		return b.adopt(ctx, h, fb.File(), rd.Length(), crash)
 	}
 	var n int64
 	if fb, ok := rd.(backend.FileBacked); ok {
@@ -206,6 +208,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
+	crashMidpoint(crash)
 	if h.Type == backend.LockFile {
 		if err := os.Rename(tmp, final); err != nil {
 			return fmt.Errorf("save %s: %w", h, mapErr(err))
@@ -356,12 +359,14 @@ func (b *Backend) listDir(ctx context.Context, t backend.FileType, dir string, f
 
 // Remove implements backend.Backend.
 func (b *Backend) Remove(ctx context.Context, h backend.Handle) error {
+	crash := crashEnter()
 	if err := b.check(ctx, "remove", h); err != nil {
 		return err
 	}
 	if err := os.Remove(b.filename(h)); err != nil {
 		return fmt.Errorf("remove %s: %w", h, err)
 	}
+	crashMidpoint(crash)
 	return nil
 }
 
