@@ -25,6 +25,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Command-line tools the tests call: age (repository files open with the standard
+# tool), unzip and tar (dump archives list with the standard tools).
+need=()
+for tool in age unzip; do
+	command -v "$tool" >/dev/null || need+=("$tool")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	if [ ! -e /tmp/cairn-apt-updated ]; then
+		apt-get update >&2 && touch /tmp/cairn-apt-updated
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >&2
+fi
+
 if [ "${SKIP_SERVICES:-}" != 1 ]; then
 	for svc in postgres mariadb sshd minio; do
 		echo "== starting $svc" >&2
