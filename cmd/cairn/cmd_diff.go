@@ -21,11 +21,10 @@ func newDiffCommand(g *globalOptions) *cobra.Command {
 removed (-), changed (M, with both sizes), changed in type (T), and changed in
 metadata only (U: mode, owner, modification time); then the app version, the
 migrations and the database dump. Unchanged directories are skipped without being
-read, so comparing snapshots of large, slowly changing data is quick.
-` + selectorHelp + exitStatusHelp,
+read, so comparing snapshots of large, slowly changing data is quick.` + selectorHelp + exitStatusHelp,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "diff", "", false, func(r *repo.Repository) error {
 				return runDiff(cmd.Context(), g, r, args[0], args[1], fo.filter())
 			})
 		},
@@ -293,8 +292,11 @@ func diffLine(c snapshot.Change) string {
 		case "owner":
 			parts = append(parts, fmt.Sprintf("owner %s -> %s", ownerString(c.Old), ownerString(c.New)))
 		case "mtime":
-			parts = append(parts, fmt.Sprintf("mtime %s -> %s", c.Old.ModTime.Local().Format("2006-01-02 15:04:05"),
-				c.New.ModTime.Local().Format("2006-01-02 15:04:05")))
+			layout := "2006-01-02 15:04:05"
+			if c.Old.ModTime.Truncate(time.Second).Equal(c.New.ModTime.Truncate(time.Second)) {
+				layout = "2006-01-02 15:04:05.000000000"
+			}
+			parts = append(parts, fmt.Sprintf("mtime %s -> %s", c.Old.ModTime.Local().Format(layout), c.New.ModTime.Local().Format(layout)))
 		}
 	}
 	mark := "M"

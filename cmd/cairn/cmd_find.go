@@ -27,7 +27,7 @@ the path ('originals/*/*.pdf'). Quote the pattern so that the shell leaves it al
 Directories shared by several snapshots are searched once.` + exitStatusHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "find", "", false, func(r *repo.Repository) error {
 				return runFind(cmd.Context(), g, r, args[0], fullPath, fo.filter())
 			})
 		},

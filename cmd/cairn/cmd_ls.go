@@ -22,7 +22,7 @@ func newLsCommand(g *globalOptions) *cobra.Command {
 		Long:  `List the files and directories of a snapshot, or of the subtree at PATH (an absolute path as backed up).` + exitStatusHelp,
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "ls", "", false, func(r *repo.Repository) error {
 				prefix := ""
 				if len(args) == 2 {
 					prefix = args[1]
@@ -56,7 +56,7 @@ func resolveSnapshot(ctx context.Context, g *globalOptions, r *repo.Repository, 
 	if err != nil {
 		return nil, nil, err
 	}
-	sn, err := snapshot.Find(snaps, ref, f)
+	sn, err := snapshot.Select(snaps, ref, f, time.Local)
 	return sn, snaps, err
 }
 

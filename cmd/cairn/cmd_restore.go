@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cairn-backup/cairn/dbdump"
@@ -63,7 +64,7 @@ Damaged files are named and the rest still restores (exit status 1).` + selector
 			if err := opts.check(); err != nil {
 				return err
 			}
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "restore", "", false, func(r *repo.Repository) error {
 				return runRestore(cmd.Context(), g, r, ref, opts)
 			})
 		},
@@ -75,7 +76,7 @@ Damaged files are named and the rest still restores (exit status 1).` + selector
 	f.BoolVar(&opts.delete, "delete", false, "delete files in the target that the snapshot does not have")
 	f.BoolVar(&opts.all, "all", false, "restore files in place and the database into the configured database")
 	f.StringVar(&opts.dbTo, "db-to", "", "write the database dump (SQLite: the database file) to `FILE` (- for stdout)")
-	f.StringVar(&opts.dbInto, "db-into", "", "load the database dump into an empty database (`DSN|PATH`)")
+	f.StringVar(&opts.dbInto, "db-into", "", "load the database dump into an empty database at `DSN|PATH`")
 	f.BoolVar(&opts.force, "force", false, "with --db-into: replace a non-empty database; with --db-to: overwrite FILE")
 	f.BoolVarP(&opts.yes, "yes", "y", false, "do not ask before restoring in place")
 	opts.sel.addFlags(c)
@@ -175,7 +176,8 @@ func runRestore(ctx context.Context, g *globalOptions, r *repo.Repository, ref s
 	}
 
 	var dbBytes int64
-	if wantDB {
+	restoreDB := func() error {
+		var err error
 		switch {
 		case opts.dbTo != "":
 			dbBytes, err = writeDump(ctx, g, r, sn, opts.dbTo, opts.force)
@@ -193,44 +195,113 @@ func runRestore(ctx context.Context, g *globalOptions, r *repo.Repository, ref s
 			g.verbosef("restored database dump of snapshot %s (%s %s, %s) to %s\n", sn.ID.Short(), sn.Database.Engine,
 				sn.Database.Format, formatBytes(uint64(dbBytes)), dbDest)
 		}
-	}
-
-	out := map[string]any{"snapshot_id": sn.ID.String()}
-	if wantDB {
-		out["database"] = map[string]any{"engine": sn.Database.Engine, "format": sn.Database.Format, "bytes": dbBytes, "to": dbDest}
-	}
-	if opts.target == "" && !inPlace {
-		if g.json && opts.dbTo != "-" {
-			return g.printJSON(out)
-		}
 		return nil
 	}
+	out := map[string]any{"snapshot_id": sn.ID.String()}
+	files := opts.target != "" || inPlace
 	target := opts.target
 	if inPlace {
 		target = "/"
 	}
-	res, err := restore.Run(ctx, r, sn.Tree, restore.Options{Target: target, Include: includes,
-		InPlace: inPlace, Delete: opts.delete, Owners: os.Geteuid() == 0})
-	for _, e := range res.Errors {
-		fmt.Fprintf(g.stderr, "cairn: error: %v\n", e)
+	var roots []string
+	if files {
+		roots = restoredRoots(target, includes)
+	}
+	// The database goes first, so that a failing database restore leaves the files
+	// untouched, unless the database file is among the files: then the files go first
+	// and the consistent dump replaces the file-level copy restored with them.
+	dbFirst := !fileUnder(dbFileOf(sn, opts, g), roots)
+	if wantDB && dbFirst {
+		if err := restoreDB(); err != nil {
+			return err
+		}
+	}
+	var res restore.Result
+	var rerr error
+	if files {
+		res, rerr = restore.Run(ctx, r, sn.Tree, restore.Options{Target: target, Include: includes,
+			InPlace: inPlace, Delete: opts.delete, Owners: os.Geteuid() == 0})
+		for _, e := range res.Errors {
+			fmt.Fprintf(g.stderr, "cairn: error: %v\n", e)
+		}
+		if rerr != nil {
+			rerr = fmt.Errorf("restore into %s: %w", target, rerr)
+		}
+		if opts.dbTo != "-" && !g.json {
+			g.verbosef("restored snapshot %s: %d files, %d dirs, %d symlinks, %s", sn.ID.Short(), res.Files, res.Dirs, res.Symlinks, formatBytes(res.Bytes))
+			if res.Deleted > 0 {
+				g.verbosef(", %d deleted", res.Deleted)
+			}
+			g.verbosef("\n")
+		}
+	}
+	if wantDB && !dbFirst {
+		if rerr != nil && errors.Is(rerr, context.Canceled) {
+			return rerr
+		}
+		if err := restoreDB(); err != nil {
+			return errors.Join(rerr, err)
+		}
+	}
+	if wantDB {
+		out["database"] = map[string]any{"engine": sn.Database.Engine, "format": sn.Database.Format, "bytes": dbBytes, "to": dbDest}
 	}
 	if g.json && opts.dbTo != "-" {
-		out["files"], out["dirs"], out["symlinks"], out["bytes"] = res.Files, res.Dirs, res.Symlinks, res.Bytes
-		out["deleted"], out["errors"] = res.Deleted, len(res.Errors)
-		if jerr := g.printJSON(out); jerr != nil {
-			return jerr
+		if files {
+			out["files"], out["dirs"], out["symlinks"], out["bytes"] = res.Files, res.Dirs, res.Symlinks, res.Bytes
+			out["deleted"], out["errors"] = res.Deleted, len(res.Errors)
 		}
-	} else if opts.dbTo != "-" {
-		g.verbosef("restored snapshot %s: %d files, %d dirs, %d symlinks, %s", sn.ID.Short(), res.Files, res.Dirs, res.Symlinks, formatBytes(res.Bytes))
-		if res.Deleted > 0 {
-			g.verbosef(", %d deleted", res.Deleted)
+		if err := g.printJSON(out); err != nil {
+			return err
 		}
-		g.verbosef("\n")
 	}
+	return rerr
+}
+
+// restoredRoots are the local paths a file restore into target writes under.
+func restoredRoots(target string, includes []string) []string {
+	if len(includes) == 0 {
+		return []string{filepath.Clean(target)}
+	}
+	out := make([]string, len(includes))
+	for i, p := range includes {
+		out[i] = filepath.Join(target, filepath.FromSlash(p))
+	}
+	return out
+}
+
+// dbFileOf is the local database file a database restore of these options replaces
+// (SQLite only), or "".
+func dbFileOf(sn *snapshot.Snapshot, opts restoreOptions, g *globalOptions) string {
+	if sn.Database == nil || engineKind(sn.Database.Engine) != "sqlite" {
+		return ""
+	}
+	switch {
+	case opts.dbInto != "":
+		return opts.dbInto
+	case opts.all:
+		if cfg, _ := g.appConfig(); cfg != nil && cfg.Database != nil {
+			return cfg.Database.Path
+		}
+	}
+	return ""
+}
+
+// fileUnder reports whether file lies under (or is) one of roots.
+func fileUnder(file string, roots []string) bool {
+	if file == "" {
+		return false
+	}
+	abs, err := filepath.Abs(file)
 	if err != nil {
-		return fmt.Errorf("restore into %s: %w", target, err)
+		return false
 	}
-	return nil
+	for _, r := range roots {
+		if rel, err := filepath.Rel(r, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	return false
 }
 
 // planf prints a human message to stderr unless --quiet: plans and questions, which

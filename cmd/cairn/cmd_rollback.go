@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,7 +70,7 @@ terminal and without --yes it refuses.` + selectorHelp + exitStatusHelp,
 			if opts.beforeUpgrade && len(args) > 0 {
 				return errors.New("give a snapshot or --before-upgrade, not both")
 			}
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "rollback", "", false, func(r *repo.Repository) error {
 				return runRollback(cmd.Context(), g, r, ref, opts)
 			})
 		},
@@ -161,7 +162,7 @@ func runRollback(ctx context.Context, g *globalOptions, r *repo.Repository, ref 
 			return err
 		}
 	}
-	plan, err := planRollback(ctx, g, r, cfg, eng, sn, opts.force)
+	plan, err := planRollback(ctx, g, r, cfg, eng, sn)
 	if err != nil {
 		return err
 	}
@@ -185,17 +186,36 @@ func runRollback(ctx context.Context, g *globalOptions, r *repo.Repository, ref 
 		return err
 	}
 
-	if eng != nil && sn.Database != nil {
+	withDB := eng != nil && sn.Database != nil
+	restoreDB := func() error {
 		n, err := restoreDump(ctx, r, sn, eng, true)
 		if err != nil {
-			return fmt.Errorf("rollback: restore the database (the files were not touched): %w", err)
+			return err
 		}
 		g.verbosef("database restored: %s (%s)\n", plan.Database.Target, formatBytes(uint64(n)))
+		return nil
+	}
+	// The database first, so that a failure leaves the files alone, unless the
+	// SQLite file lies among the app's files: then the dump must replace the
+	// file-level copy restored with them.
+	dbFirst := !withDB || engineKind(cfg.Database.Engine) != "sqlite" || !fileUnder(cfg.Database.Path, sn.Paths)
+	if withDB && dbFirst {
+		if err := restoreDB(); err != nil {
+			return fmt.Errorf("rollback: restore the database (the files were not touched): %w", err)
+		}
 	}
 	res, rerr := restore.Run(ctx, r, sn.Tree, restore.Options{Target: "/", Include: sn.Paths, InPlace: true,
 		Delete: true, Owners: os.Geteuid() == 0})
 	for _, e := range res.Errors {
 		fmt.Fprintf(g.stderr, "cairn: error: %v\n", e)
+	}
+	if withDB && !dbFirst {
+		if errors.Is(rerr, context.Canceled) {
+			return fmt.Errorf("rollback interrupted while restoring the files, the database was not restored: %w", rerr)
+		}
+		if err := restoreDB(); err != nil {
+			return fmt.Errorf("rollback: the files were restored, but not the database: %w", errors.Join(err, rerr))
+		}
 	}
 	plan.Done = rerr == nil
 	plan.Restore = map[string]any{"files": res.Files, "dirs": res.Dirs, "symlinks": res.Symlinks, "bytes": res.Bytes,
@@ -210,19 +230,22 @@ func runRollback(ctx context.Context, g *globalOptions, r *repo.Repository, ref 
 		fmt.Fprintln(g.stdout, installAdvice(plan))
 	}
 	if rerr != nil {
-		return fmt.Errorf("rollback incomplete: the database was restored but some files were not: %w", rerr)
+		return fmt.Errorf("rollback incomplete: some files were not restored: %w", rerr)
 	}
 	return nil
 }
 
 // planRollback probes the running app and compares it with the snapshot.
-func planRollback(ctx context.Context, g *globalOptions, r *repo.Repository, cfg *appconfig.Config, eng dbdump.Engine, sn *snapshot.Snapshot, force bool) (*rollbackPlan, error) {
+func planRollback(ctx context.Context, g *globalOptions, r *repo.Repository, cfg *appconfig.Config, eng dbdump.Engine, sn *snapshot.Snapshot) (*rollbackPlan, error) {
 	p := &rollbackPlan{SnapshotID: sn.ID.String(), Time: sn.Time, App: cfg.App.Name, Paths: sn.Paths,
 		Migrations: []rollbackMigration{}, Changes: []rollbackChange{}}
 	var snapMigs map[string]string
 	if sn.App != nil {
 		if sn.App.Name != "" {
 			p.App = sn.App.Name
+		}
+		if sn.App.Name != cfg.App.Name {
+			p.Blockers = append(p.Blockers, fmt.Sprintf("snapshot %s is of app %q, the config describes %q", sn.ID.Short(), sn.App.Name, cfg.App.Name))
 		}
 		p.SnapshotVersion = sn.App.Version
 		snapMigs = sn.App.Migrations
@@ -263,7 +286,11 @@ func planRollback(ctx context.Context, g *globalOptions, r *repo.Repository, cfg
 		p.Warnings = append(p.Warnings, "the config has no [database]: only files are rolled back, the snapshot's database dump is not restored")
 	}
 
-	// The files.
+	// The files: the snapshot's paths, where they were backed up.
+	if cfgPaths := slices.Sorted(slices.Values(cfg.App.Paths)); len(cfgPaths) > 0 && !slices.Equal(cfgPaths, slices.Sorted(slices.Values(sn.Paths))) {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the snapshot's paths (%s) differ from app.paths (%s): the snapshot's are restored",
+			strings.Join(sn.Paths, ", "), strings.Join(cfg.App.Paths, ", ")))
+	}
 	var listed int
 	err := snapshot.DiffLive(ctx, r, sn.Tree, sn.Paths, func(c snapshot.Change) error {
 		var what string

@@ -11,15 +11,19 @@ import (
 )
 
 func newShowCommand(g *globalOptions) *cobra.Command {
-	var fo snapshotFilterOptions
+	var sel snapshotSelector
 	c := &cobra.Command{
-		Use:   "show SNAPSHOT|latest",
+		Use:   "show [SNAPSHOT|latest|@TIME] [--at TIME]",
 		Short: "Print a snapshot's whole record",
-		Long:  `Print everything a snapshot records: time, host, paths, app version and migrations, database engine, server version, dump format and size, and the backup summary.` + exitStatusHelp,
-		Args:  cobra.ExactArgs(1),
+		Long:  `Print everything a snapshot records: time, host, paths, app version and migrations, database engine, server version, dump format and size, and the backup summary.` + selectorHelp + exitStatusHelp,
+		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
-				sn, _, err := resolveSnapshot(cmd.Context(), g, r, args[0], fo.filter())
+			ref, err := sel.ref(args, "latest")
+			if err != nil {
+				return err
+			}
+			return g.withFullRepo(cmd.Context(), "show", "", false, func(r *repo.Repository) error {
+				sn, _, err := resolveSnapshot(cmd.Context(), g, r, ref, sel.fo.filter())
 				if err != nil {
 					return err
 				}
@@ -55,7 +59,7 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 			})
 		},
 	}
-	fo.addFlags(c)
+	sel.addFlags(c)
 	return c
 }
 

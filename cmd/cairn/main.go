@@ -136,6 +136,7 @@ migration numbers, into a deduplicating, compressed, age-encrypted repository.` 
 		newDiffCommand(g),
 		newFindCommand(g),
 		newDumpCommand(g),
+		newCopyCommand(g, root),
 	)
 	return root
 }

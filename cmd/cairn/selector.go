@@ -16,16 +16,16 @@ import (
 )
 
 // atHelp describes --at and "@TIME" references.
-const atHelp = `newest snapshot taken at or before TIME: RFC 3339 (2026-11-23T14:00:00Z) or local
-"YYYY-MM-DD[ HH:MM[:SS]]" (a date alone is 00:00 of that day)`
+const atHelp = "the newest snapshot taken at or before `TIME`: RFC 3339 or local \"YYYY-MM-DD[ HH:MM]\""
 
 // selectorHelp is the part of a command's help about choosing a snapshot.
 const selectorHelp = `
-SNAPSHOT is an ID prefix (at least 4 hex digits), "latest", or "@TIME"; --at TIME is
-the same as "@TIME": the newest snapshot taken at or before TIME, given in RFC 3339
-(2026-11-23T14:00:00Z) or as local "YYYY-MM-DD[ HH:MM[:SS]]" (a date alone means
-00:00 of that day). "latest" and times consider only the snapshots that pass --host,
---tag and --app.
+
+SNAPSHOT is an ID prefix (at least 4 hex digits), "latest", or "@TIME": the newest
+snapshot taken at or before TIME, given in RFC 3339 (2026-11-23T14:00:00Z) or as local
+"YYYY-MM-DD[ HH:MM[:SS]]" (a date alone means 00:00 of that day); --at TIME, where a
+command has it, is the same. "latest" and times consider only the snapshots that pass
+--host, --tag and --app.
 `
 
 // snapshotSelector picks one snapshot for a command: a SNAPSHOT argument or --at,
