@@ -20,7 +20,8 @@ var (
 	// ErrNoMatchingKey: no key file opens with the given credential.
 	ErrNoMatchingKey = errors.New("crypto: no key matches the given credential")
 	// ErrWriteOnly: the operation needs the data identity, which a write-only key lacks.
-	ErrWriteOnly = errors.New("crypto: write-only key cannot decrypt repository data")
+	// Its text is shown to users as is (docs/KEYS.md).
+	ErrWriteOnly = errors.New("this key is write-only: it can add backups but not read, list, forget or prune; use a full key")
 	// ErrNewerKeyFormat: a key file of a newer version than this cairn understands.
 	ErrNewerKeyFormat = errors.New("crypto: key file format is newer than this version of cairn")
 )

@@ -42,11 +42,14 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	idx := index.New()
 	idx.Grow(int(total / 48))
 	superseded := map[ID]bool{}
+	treePacks := map[ID]bool{}
+	listed := make([]ID, 0, len(files))
 	for _, fi := range files {
 		id, err := blob.ParseID(fi.Name)
 		if err != nil {
 			continue
 		}
+		listed = append(listed, id)
 		f, err := r.loadIndexFile(ctx, id)
 		if err != nil {
 			if errors.Is(err, ErrFileNotFound) {
@@ -57,13 +60,49 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		for _, s := range f.Supersedes {
 			superseded[s] = true
 		}
+		for _, p := range f.Packs {
+			onlyTrees, seen := treePacks[p.ID]
+			if !seen {
+				onlyTrees = len(p.Entries) > 0
+			}
+			for _, e := range p.Entries {
+				onlyTrees = onlyTrees && e.Type == blob.Tree
+			}
+			treePacks[p.ID] = onlyTrees
+		}
 		idx.AddFile(id, f)
 	}
 	idx.Sort()
 	_ = superseded // superseded files are deleted by prune right after writing; merging both is harmless.
+	for p, onlyTrees := range treePacks {
+		if !onlyTrees {
+			delete(treePacks, p)
+		}
+	}
 	r.idx = idx
 	r.idxLoaded = true
+	r.treePacks = treePacks
+	if r.cache != nil {
+		// Evict what the repository no longer has: index files not listed, packs no
+		// index file names (deleted by prune).
+		r.evictUnlisted(backend.IndexFile, listed)
+		_, _ = r.cache.Retain(backend.PackFile, func(name string) bool {
+			id, err := blob.ParseID(name)
+			return err == nil && treePacks[id]
+		})
+	}
 	return nil
+}
+
+// cachedTreePack reports whether the pack holds only trees and is read through the
+// cache.
+func (r *Repository) cachedTreePack(id ID) bool {
+	if r.cache == nil {
+		return false
+	}
+	r.idxMu.Lock()
+	defer r.idxMu.Unlock()
+	return r.treePacks[id]
 }
 
 func (r *Repository) loadIndexFile(ctx context.Context, id ID) (*index.File, error) {
@@ -175,19 +214,36 @@ func (r *Repository) packIdentity(ctx context.Context, packID ID) (age.Identity,
 		return age.NewInjectedFileKeyIdentity(k), nil
 	}
 	h := backend.Handle{Type: backend.PackFile, Name: packID.String()}
-	// An age header is small; 4 KiB holds any X25519 or hybrid header.
+	// An age header is small: 4 KiB holds any X25519 or hybrid header. Read only
+	// that much (a ranged read, so a remote backend transfers no more), and the
+	// whole file if the header is longer.
 	var hdrBuf []byte
-	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
-		hdr, err := age.ExtractHeader(io.LimitReader(rd, 64<<10))
-		hdrBuf = hdr
-		return err
-	})
+	length := 4 << 10
+	if size, ok := r.Index().PackSize(packID); ok && size < uint64(length) {
+		length = 0
+	}
+	readHeader := func(length int) error {
+		return r.be.Load(ctx, h, length, 0, func(rd io.Reader) error {
+			hdr, err := age.ExtractHeader(io.LimitReader(rd, 64<<10))
+			hdrBuf = hdr
+			return err
+		})
+	}
+	err := readHeader(length)
+	if err != nil && length != 0 && !backend.IsNotExist(err) && ctx.Err() == nil {
+		err = readHeader(0)
+	}
 	if err != nil {
 		if backend.IsNotExist(err) {
 			return nil, fmt.Errorf("%w: %s", ErrFileNotFound, h)
 		}
 		return nil, &CorruptError{Handle: h, Err: fmt.Errorf("read age header: %w", err)}
 	}
+	return r.unwrapPackKey(h, packID, hdrBuf)
+}
+
+// unwrapPackKey decrypts a pack's age header and remembers the file key.
+func (r *Repository) unwrapPackKey(h backend.Handle, packID ID, hdrBuf []byte) (age.Identity, error) {
 	key, err := age.DecryptHeader(hdrBuf, r.secrets.DataIdentity)
 	if err != nil {
 		return nil, &CorruptError{Handle: h, Err: fmt.Errorf("decrypt header: %w", err)}
@@ -207,6 +263,14 @@ func (r *Repository) LoadBlob(ctx context.Context, id ID, dst []byte) ([]byte, e
 		return nil, fmt.Errorf("%w: %s", ErrBlobNotFound, id)
 	}
 	h := backend.Handle{Type: backend.PackFile, Name: loc.Pack.String()}
+	if r.cachedTreePack(loc.Pack) {
+		out, err := r.loadCachedBlob(ctx, h, loc, dst)
+		if err == nil || ctx.Err() != nil {
+			return out, err
+		}
+		// Never trust a cached copy that failed: drop it and read from the backend.
+		_ = r.cache.Remove(h)
+	}
 	size, ok := r.Index().PackSize(loc.Pack)
 	if !ok || size == 0 {
 		fi, err := r.be.Stat(ctx, h)
@@ -236,6 +300,51 @@ func (r *Repository) LoadBlob(ctx context.Context, id ID, dst []byte) ([]byte, e
 	stored := make([]byte, e.Length)
 	if _, err := ra.ReadAt(stored, int64(e.Offset)); err != nil && !(errors.Is(err, io.EOF) && int64(e.Offset)+int64(e.Length) == plainSize) {
 		return nil, &CorruptError{Handle: h, Blob: &id, Err: fmt.Errorf("decrypt: %w", err)}
+	}
+	out, err := DecodeBlob(e, stored, dst, crypto.NewBlobMAC(r.secrets.IDKey))
+	if err != nil {
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: err}
+	}
+	return out, nil
+}
+
+// loadCachedBlob reads a blob from the cached copy of its pack, downloading the whole
+// pack into the cache first if needed (the cache verifies the pack's name).
+func (r *Repository) loadCachedBlob(ctx context.Context, h backend.Handle, loc index.Location, dst []byte) ([]byte, error) {
+	id := loc.Entry.ID
+	f, size, err := r.cache.Fetch(h, func(save func(io.Reader) error) error {
+		return r.be.Load(ctx, h, 0, 0, save)
+	})
+	if err != nil {
+		if backend.IsNotExist(err) {
+			return nil, fmt.Errorf("%w: %s (holding blob %s)", ErrFileNotFound, h, id.Short())
+		}
+		return nil, fmt.Errorf("load %s into the cache: %w", h, err)
+	}
+	defer f.Close()
+	var ident age.Identity
+	if k := r.keyCache.get(loc.Pack); k != nil {
+		ident = age.NewInjectedFileKeyIdentity(k)
+	} else {
+		hdr, err := age.ExtractHeader(io.NewSectionReader(f, 0, min(size, 64<<10)))
+		if err != nil {
+			return nil, &CorruptError{Handle: h, Err: fmt.Errorf("read age header of cached copy: %w", err)}
+		}
+		if ident, err = r.unwrapPackKey(h, loc.Pack, hdr); err != nil {
+			return nil, err
+		}
+	}
+	ra, plainSize, err := age.DecryptReaderAt(f, size, ident)
+	if err != nil {
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: fmt.Errorf("decrypt cached copy: %w", err)}
+	}
+	e := loc.Entry
+	if int64(e.Offset)+int64(e.Length) > plainSize {
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: fmt.Errorf("blob at %d+%d lies outside the pack (%d bytes)", e.Offset, e.Length, plainSize)}
+	}
+	stored := make([]byte, e.Length)
+	if _, err := ra.ReadAt(stored, int64(e.Offset)); err != nil && !(errors.Is(err, io.EOF) && int64(e.Offset)+int64(e.Length) == plainSize) {
+		return nil, &CorruptError{Handle: h, Blob: &id, Err: fmt.Errorf("decrypt cached copy: %w", err)}
 	}
 	out, err := DecodeBlob(e, stored, dst, crypto.NewBlobMAC(r.secrets.IDKey))
 	if err != nil {

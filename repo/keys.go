@@ -92,6 +92,9 @@ func (r *Repository) RemoveKey(ctx context.Context, prefix string) (string, erro
 // ChangeKey replaces the current key with one for the new credential: the new key is
 // written first, then the old one removed, so a crash leaves at least one working key.
 func (r *Repository) ChangeKey(ctx context.Context, cred crypto.Credential) (string, error) {
+	if r.secrets.WriteOnly() {
+		return "", fmt.Errorf("change key: %w", ErrWriteOnly)
+	}
 	old := r.keyID
 	id, err := r.saveKey(ctx, r.secrets, cred)
 	if err != nil {

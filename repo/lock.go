@@ -125,13 +125,16 @@ func randomHex(n int) string {
 }
 
 // Lock takes a lock of the given kind. An exclusive lock conflicts with every other
-// live lock, a shared one with live exclusive locks. A conflict returns an error
-// wrapping ErrLocked that names the holder. Stale locks never conflict.
+// live lock; shared locks conflict as the lock-kind table says (LockInfo.Conflicts).
+// A conflict returns an error wrapping ErrLocked that names the holder. Stale locks
+// never conflict. The kind table can make a kind exclusive even when exclusive is
+// false ("repair", "key").
 func (r *Repository) Lock(ctx context.Context, kind string, exclusive bool) (*Lock, error) {
 	host, usr := hostAndUser()
 	now := time.Now().UTC()
-	info := LockInfo{Name: randomHex(32), Session: randomHex(16), Kind: kind, Exclusive: exclusive,
-		Created: now, Time: now, Host: host, PID: os.Getpid(), User: usr}
+	info := LockInfo{Name: randomHex(32), Session: randomHex(16), Kind: kind,
+		Exclusive: exclusive || lockRules[kind].exclusive,
+		Created:   now, Time: now, Host: host, PID: os.Getpid(), User: usr}
 	if err := r.checkLockConflicts(ctx, info); err != nil {
 		return nil, err
 	}
@@ -158,7 +161,7 @@ func (r *Repository) checkLockConflicts(ctx context.Context, mine LockInfo) erro
 		if other.Name == mine.Name || other.Kind == "unreadable" || other.Stale(now) {
 			continue
 		}
-		if mine.Exclusive || other.Exclusive {
+		if mine.Conflicts(other) {
 			return fmt.Errorf("%w: %s (cairn unlock removes stale locks)", ErrLocked, other)
 		}
 	}

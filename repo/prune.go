@@ -70,49 +70,16 @@ func (l LockInfo) Conflicts(other LockInfo) bool {
 
 // LockKind takes a lock whose mode comes from the lock-kind table: "prune" and "check"
 // are shared locks that conflict with each other (and prune with prune), "repair" and
-// "key" are exclusive, other kinds are plain shared locks. Like Lock it writes the lock,
-// re-checks for conflicts and refreshes it until Unlock.
+// "key" are exclusive, other kinds are plain shared locks.
 func (r *Repository) LockKind(ctx context.Context, kind string) (*Lock, error) {
-	host, usr := hostAndUser()
-	now := time.Now().UTC()
-	info := LockInfo{Name: randomHex(32), Session: randomHex(16), Kind: kind, Exclusive: lockRules[kind].exclusive,
-		Created: now, Time: now, Host: host, PID: os.Getpid(), User: usr}
-	check := func() error {
-		locks, err := r.Locks(ctx)
-		if err != nil {
-			return err
-		}
-		now := time.Now()
-		for _, other := range locks {
-			if other.Name == info.Name || other.Kind == "unreadable" || other.Stale(now) {
-				continue
-			}
-			if info.Conflicts(other) {
-				return fmt.Errorf("%w: %s (cairn unlock removes stale locks)", ErrLocked, other)
-			}
-		}
-		return nil
-	}
-	if err := check(); err != nil {
-		return nil, err
-	}
-	if err := r.writeLock(ctx, info); err != nil {
-		return nil, err
-	}
-	if err := check(); err != nil {
-		_ = r.be.Remove(ctx, backend.Handle{Type: backend.LockFile, Name: info.Name})
-		return nil, err
-	}
-	l := &Lock{r: r, info: info, stop: make(chan struct{}), done: make(chan struct{})}
-	go l.refresher()
-	return l, nil
+	return r.Lock(ctx, kind, false)
 }
 
 // ---- Test hook -------------------------------------------------------------------
 
-// KillAfterOpsEnv names the crash-test hook: when the variable holds N > 0, Prune,
-// RepairIndex and the repair of snapshots kill their own process with SIGKILL right
-// before their (N+1)-th backend mutation (Save or Remove). Tests use it to stop prune
+// KillAfterOpsEnv names the crash-test hook: when the variable holds N > 0, Prune and
+// RepairIndex kill their own process with SIGKILL right before their (N+1)-th backend
+// mutation (Save or Remove). Tests use it to stop prune
 // at every point and check the repository afterwards. It is off unless set.
 const KillAfterOpsEnv = "CAIRN_TEST_KILL_AFTER_OPS"
 
@@ -924,6 +891,11 @@ func (r *Repository) pruneDeletePhase(ctx context.Context, opts PruneOptions, re
 	}
 	if len(deletable) == 0 {
 		return nil
+	}
+	if opts.Lock != nil {
+		if err := opts.Lock.Lost(); err != nil {
+			return fmt.Errorf("prune: lost its lock, nothing deleted: %w", err)
+		}
 	}
 	// 5. Delete the packs, then the index records naming them.
 	gone := map[ID]bool{}

@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-backup/cairn/crypto"
 	"github.com/cairn-backup/cairn/repo/backend"
 	"github.com/cairn-backup/cairn/repo/blob"
+	"github.com/cairn-backup/cairn/repo/cache"
 	"github.com/cairn-backup/cairn/repo/index"
 )
 
@@ -97,8 +98,36 @@ type Repository struct {
 	idxMu     sync.Mutex
 	idx       *index.Index
 	idxLoaded bool
+	// treePacks are the packs the loaded index files list with tree blobs only
+	// (guarded by idxMu); with a cache, they are read from it.
+	treePacks map[ID]bool
 
 	keyCache *fileKeyCache
+	// cache, if set, keeps verified copies of index files, snapshot files and tree
+	// packs (SetCache).
+	cache *cache.Cache
+}
+
+// SetCache makes the repository read index files, snapshot files and packs holding
+// only trees through c (nil: straight from the backend). Cached files are verified on
+// every first read and fetched again when damaged; files the repository no longer
+// lists are evicted when the index or the snapshots are listed. Call it before use,
+// not concurrently with other methods.
+func (r *Repository) SetCache(c *cache.Cache) { r.cache = c }
+
+// Cache returns the cache set with SetCache, or nil.
+func (r *Repository) Cache() *cache.Cache { return r.cache }
+
+// OpenHook is run by Open on the repository it opened, before Open returns it: the CLI
+// uses it to attach the local cache to every repository a command opens. An error
+// fails Open.
+type OpenHook func(ctx context.Context, r *Repository) error
+
+type openHookKey struct{}
+
+// WithOpenHook returns a context that makes Open run h.
+func WithOpenHook(ctx context.Context, h OpenHook) context.Context {
+	return context.WithValue(ctx, openHookKey{}, h)
 }
 
 // InitOptions configures a new repository.
@@ -196,14 +225,19 @@ func Open(ctx context.Context, be backend.Backend, cred crypto.Credential) (*Rep
 			continue
 		}
 		if err != nil {
-			if errors.Is(err, crypto.ErrNewerKeyFormat) {
+			if errors.Is(err, crypto.ErrNewerKeyFormat) || errors.Is(err, crypto.ErrPlugin) {
 				return nil, fmt.Errorf("open %s: %w", h, err)
 			}
 			damaged = append(damaged, fmt.Sprintf("%s: %v", h, err))
 			continue
 		}
-		secrets, keyID = s, name
-		break
+		// Prefer a full key when one credential opens several.
+		if secrets == nil || (secrets.WriteOnly() && !s.WriteOnly()) {
+			secrets, keyID = s, name
+		}
+		if !secrets.WriteOnly() {
+			break
+		}
 	}
 	if secrets == nil {
 		if len(damaged) > 0 {
@@ -223,6 +257,11 @@ func Open(ctx context.Context, be backend.Backend, cred crypto.Credential) (*Rep
 	r.cfg, r.pol = cfg, pol
 	if cfg.ID != secrets.RepoID {
 		return nil, fmt.Errorf("key %s belongs to repository %s, not to this one (%s)", shortName(keyID), shortName(secrets.RepoID), shortName(cfg.ID))
+	}
+	if h, ok := ctx.Value(openHookKey{}).(OpenHook); ok && h != nil {
+		if err := h(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -326,6 +365,9 @@ func (r *Repository) saveSealed(ctx context.Context, t backend.FileType, plain [
 	if err := r.be.Save(ctx, h, backend.NewByteReader(enc)); err != nil {
 		return ID{}, err
 	}
+	if r.cache != nil && (t == backend.IndexFile || t == backend.SnapshotFile) {
+		_ = r.cache.Save(h, enc) // best effort: a missing cached copy is fetched when needed
+	}
 	return id, nil
 }
 
@@ -345,8 +387,21 @@ func seal(plain []byte, recipients ...age.Recipient) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// loadSealed loads and decrypts a file, verifying content-addressed names.
+// loadSealed loads and decrypts a file, verifying content-addressed names. Index and
+// snapshot files come from the cache when one is set and holds a verified copy; a
+// cached copy that fails to decrypt is evicted and the file loaded again.
 func (r *Repository) loadSealed(ctx context.Context, h backend.Handle, ids ...age.Identity) ([]byte, error) {
+	cached := r.cache != nil && (h.Type == backend.IndexFile || h.Type == backend.SnapshotFile)
+	if cached {
+		if enc, ok := r.cache.Load(h); ok {
+			plain, err := r.openSealed(h, enc, ids...)
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				return plain, err
+			}
+			_ = r.cache.Remove(h)
+		}
+	}
 	enc, err := backend.LoadAll(ctx, r.be, h)
 	if err != nil {
 		if backend.IsNotExist(err) {
@@ -354,7 +409,11 @@ func (r *Repository) loadSealed(ctx context.Context, h backend.Handle, ids ...ag
 		}
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
-	return r.openSealed(h, enc, ids...)
+	plain, err := r.openSealed(h, enc, ids...)
+	if err == nil && cached {
+		_ = r.cache.Save(h, enc) // best effort
+	}
+	return plain, err
 }
 
 func (r *Repository) openSealed(h backend.Handle, enc []byte, ids ...age.Identity) ([]byte, error) {
@@ -427,7 +486,19 @@ func (r *Repository) List(ctx context.Context, t backend.FileType) ([]ID, error)
 		return nil, fmt.Errorf("list %s: %w", t, err)
 	}
 	sort.Slice(ids, func(i, j int) bool { return bytes.Compare(ids[i][:], ids[j][:]) < 0 })
+	if r.cache != nil && (t == backend.IndexFile || t == backend.SnapshotFile) {
+		r.evictUnlisted(t, ids)
+	}
 	return ids, nil
+}
+
+// evictUnlisted removes cached files of type t that a complete listing did not name.
+func (r *Repository) evictUnlisted(t backend.FileType, listed []ID) {
+	keep := make(map[string]bool, len(listed))
+	for _, id := range listed {
+		keep[id.String()] = true
+	}
+	_, _ = r.cache.Retain(t, func(name string) bool { return keep[name] }) // best effort
 }
 
 // FindID resolves a hex prefix of a file ID of type t.

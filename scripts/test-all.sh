@@ -39,7 +39,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ "${SKIP_SERVICES:-}" != 1 ]; then
-	for svc in postgres mariadb sshd minio; do
+	for svc in postgres mariadb sshd minio smtp; do
 		echo "== starting $svc" >&2
 		if out=$(bash "scripts/services/$svc.sh"); then
 			eval "$out"
@@ -48,6 +48,12 @@ if [ "${SKIP_SERVICES:-}" != 1 ]; then
 			exit 1
 		fi
 	done
+fi
+
+# Headless Chromium for the dashboard's browser tests.
+if ! command -v chromium >/dev/null; then
+	[ -e /tmp/cairn-apt-updated ] || { apt-get update >&2 && touch /tmp/cairn-apt-updated; }
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium fonts-dejavu-core >&2
 fi
 
 echo "== go vet" >&2

@@ -120,6 +120,13 @@ func runBackup(ctx context.Context, g *globalOptions, opts backupOptions, paths 
 		if err := r.LoadIndex(ctx); err != nil {
 			return err
 		}
+		// Resume: index the packs an interrupted backup uploaded after its last index
+		// file, so they are reused rather than uploaded again (docs/RELIABILITY.md).
+		if ad, err := r.AdoptUnindexedPacks(ctx); err != nil {
+			g.warnf("packs of an interrupted backup were not reused: %v", err)
+		} else if ad.Packs > 0 {
+			g.verbosef("resumed: indexed %d packs (%s) of an interrupted backup\n", ad.Packs, formatBytes(uint64(ad.Bytes)))
+		}
 		bopts := backup.Options{Paths: paths, Excludes: excludes, Tags: opts.tags, Host: opts.host, Time: snapTime,
 			ProgramVersion: "cairn " + version}
 		if cfg != nil {
@@ -129,6 +136,9 @@ func runBackup(ctx context.Context, g *globalOptions, opts backupOptions, paths 
 		}
 		if bopts.Host == "" {
 			bopts.Host, _ = os.Hostname()
+		}
+		if r.WriteOnly() && opts.parent != "" {
+			g.warnf("--parent ignored: a write-only key cannot read snapshots, so every file is read again (unchanged data is still not stored twice)")
 		}
 		if !opts.force && !r.WriteOnly() {
 			parent, err := findParent(ctx, r, opts.parent, bopts.Host, bopts.Paths)

@@ -56,7 +56,7 @@ complete; the exit status is then 1.` + selectorHelp + exitStatusHelp,
 			default:
 				return fmt.Errorf("--format %q: want tar or zip", opts.format)
 			}
-			return g.withFullRepo(cmd.Context(), "dump", "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "dump", "restore", false, func(r *repo.Repository) error {
 				return runDump(cmd.Context(), g, r, ref, opts)
 			})
 		},

@@ -42,6 +42,7 @@ func runInit(cmd *cobra.Command, g *globalOptions, opts initOptions) error {
 	if err != nil {
 		return err
 	}
+	g.warnClassicalKey(r.Secrets(), cred)
 	if g.json {
 		return g.printJSON(map[string]any{"id": r.Config().ID, "location": be.Location(), "key": r.KeyID(), "format_version": r.Config().Version})
 	}

@@ -14,14 +14,19 @@ import (
 type newCredentialOptions struct {
 	passwordFile string
 	identityFile string
+	recipient    string
 }
 
 func (o *newCredentialOptions) addFlags(c *cobra.Command) {
 	c.Flags().StringVar(&o.passwordFile, "new-password-file", "", "read the new passphrase from a file")
-	c.Flags().StringVar(&o.identityFile, "new-identity-file", "", "use the age identity in this file as the new credential")
+	c.Flags().StringVar(&o.identityFile, "new-identity-file", "", "use the age identity in this file as the new credential (an AGE-PLUGIN-… identity runs its age plugin)")
+	c.Flags().StringVar(&o.recipient, "new-recipient", "", "with --new-identity-file: the identity's recipient (age1NAME1…), for age plugin identities that cannot derive it")
 }
 
 func (o *newCredentialOptions) credential(ctx context.Context, g *globalOptions) (crypto.Credential, error) {
+	if o.recipient != "" && o.identityFile == "" {
+		return nil, errors.New("--new-recipient needs --new-identity-file")
+	}
 	switch {
 	case o.identityFile != "":
 		f, err := os.Open(o.identityFile)
@@ -29,7 +34,16 @@ func (o *newCredentialOptions) credential(ctx context.Context, g *globalOptions)
 			return nil, fmt.Errorf("open identity file: %w", err)
 		}
 		defer f.Close()
-		return crypto.ParseIdentityFile(f)
+		idf, err := crypto.ParseIdentityFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if o.recipient != "" {
+			if err := idf.SetRecipient(o.recipient); err != nil {
+				return nil, fmt.Errorf("--new-recipient: %w", err)
+			}
+		}
+		return idf, nil
 	case o.passwordFile != "":
 		pw, err := readPasswordFile(o.passwordFile)
 		if err != nil {
@@ -59,11 +73,12 @@ or an age identity. Several keys open one repository; the last one cannot be rem
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.withRepo(ctx, "key", true, func(r *repo.Repository) error {
+			return g.withFullRepo(ctx, "key add", "key", true, func(r *repo.Repository) error {
 				cred, err := addOpts.credential(ctx, g)
 				if err != nil {
 					return err
 				}
+				g.warnClassicalKey(r.Secrets(), cred)
 				id, err := r.AddKey(ctx, cred, writeOnly)
 				if err != nil {
 					return err
@@ -115,7 +130,7 @@ or an age identity. Several keys open one repository; the last one cannot be rem
 		Short: "Remove a key",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withRepo(cmd.Context(), "key", true, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "key remove", "key", true, func(r *repo.Repository) error {
 				if len(args[0]) >= 4 && r.KeyID()[:min(len(args[0]), len(r.KeyID()))] == args[0] {
 					return errors.New("cannot remove the key in use: open the repository with another key to remove this one")
 				}
@@ -139,11 +154,12 @@ or an age identity. Several keys open one repository; the last one cannot be rem
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.withRepo(ctx, "key", true, func(r *repo.Repository) error {
+			return g.withFullRepo(ctx, "key passwd", "key", true, func(r *repo.Repository) error {
 				cred, err := passwdOpts.credential(ctx, g)
 				if err != nil {
 					return err
 				}
+				g.warnClassicalKey(r.Secrets(), cred)
 				id, err := r.ChangeKey(ctx, cred)
 				if err != nil {
 					return err
@@ -168,7 +184,7 @@ decrypts every file under data/, index/, snapshots/, locks/ and the config:
 Anyone holding it can read all backups: store it like the passphrase.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "key export-identity", "", false, func(r *repo.Repository) error {
 				s, err := r.Secrets().DataIdentityString()
 				if err != nil {
 					return err

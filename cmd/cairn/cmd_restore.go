@@ -64,7 +64,7 @@ Damaged files are named and the rest still restores (exit status 1).` + selector
 			if err := opts.check(); err != nil {
 				return err
 			}
-			return g.withFullRepo(cmd.Context(), "restore", "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "restore", "restore", false, func(r *repo.Repository) error {
 				return runRestore(cmd.Context(), g, r, ref, opts)
 			})
 		},

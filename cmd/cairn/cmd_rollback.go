@@ -70,7 +70,7 @@ terminal and without --yes it refuses.` + selectorHelp + exitStatusHelp,
 			if opts.beforeUpgrade && len(args) > 0 {
 				return errors.New("give a snapshot or --before-upgrade, not both")
 			}
-			return g.withFullRepo(cmd.Context(), "rollback", "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "rollback", "restore", false, func(r *repo.Repository) error {
 				return runRollback(cmd.Context(), g, r, ref, opts)
 			})
 		},

@@ -36,7 +36,7 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 		Long:  `List snapshots, oldest first: ID, time, host, tags, paths, size, and the app version and migrations when recorded.` + exitStatusHelp,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withRepo(cmd.Context(), "", false, func(r *repo.Repository) error {
+			return g.withFullRepo(cmd.Context(), "snapshots", "", false, func(r *repo.Repository) error {
 				return runSnapshots(cmd.Context(), g, r, fo.filter())
 			})
 		},

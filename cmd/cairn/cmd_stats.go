@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cairn-backup/cairn/repo"
+	"github.com/cairn-backup/cairn/repo/backend"
 	"github.com/cairn-backup/cairn/repo/index"
 	"github.com/spf13/cobra"
 )
@@ -41,7 +42,15 @@ func runStats(ctx context.Context, g *globalOptions, r *repo.Repository) error {
 		return err
 	}
 	var s statsJSON
-	if !r.WriteOnly() {
+	if r.WriteOnly() {
+		// A write-only key cannot read snapshot records, but their number is what
+		// anyone listing the storage sees: count the files.
+		ids, err := r.List(ctx, backend.SnapshotFile)
+		if err != nil {
+			return err
+		}
+		s.Snapshots = len(ids)
+	} else {
 		snaps, err := loadSnapshots(ctx, g, r)
 		if err != nil {
 			return err
@@ -74,10 +83,18 @@ func runStats(ctx context.Context, g *globalOptions, r *repo.Repository) error {
 		return g.printJSON(s)
 	}
 	fmt.Fprintf(g.stdout, "Snapshots:          %d\n", s.Snapshots)
-	fmt.Fprintf(g.stdout, "Logical size:       %s (all snapshots' files and dumps)\n", formatBytes(s.LogicalSize))
+	if r.WriteOnly() {
+		fmt.Fprintf(g.stdout, "Logical size:       unknown (a write-only key cannot read snapshots)\n")
+	} else {
+		fmt.Fprintf(g.stdout, "Logical size:       %s (all snapshots' files and dumps)\n", formatBytes(s.LogicalSize))
+	}
 	fmt.Fprintf(g.stdout, "Unique data:        %s in %d blobs\n", formatBytes(s.UniqueSize), s.Blobs)
 	fmt.Fprintf(g.stdout, "Stored (packs):     %s in %d packs\n", formatBytes(s.RepositorySize), s.Packs)
-	fmt.Fprintf(g.stdout, "Deduplication:      %.2fx\n", s.DedupRatio)
+	if r.WriteOnly() {
+		fmt.Fprintf(g.stdout, "Deduplication:      unknown\n")
+	} else {
+		fmt.Fprintf(g.stdout, "Deduplication:      %.2fx\n", s.DedupRatio)
+	}
 	fmt.Fprintf(g.stdout, "Compression:        %.2fx\n", s.CompressionRatio)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"filippo.io/age"
 	"github.com/cairn-backup/cairn/appconfig"
 	"github.com/cairn-backup/cairn/crypto"
 	"github.com/cairn-backup/cairn/repo"
@@ -228,6 +229,13 @@ func (g *globalOptions) openRepo(ctx context.Context) (*repo.Repository, error) 
 	r, err := repo.Open(ctx, be, cred)
 	if err != nil {
 		be.Close()
+		// repo.Open counts a key file a failing age plugin could not open as
+		// damaged; say that the plugin (a hardware key) failed instead.
+		if idf, ok := cred.(*crypto.IdentityFile); ok && errors.Is(err, repo.ErrWrongPassword) {
+			if perr := idf.PluginErr(); perr != nil {
+				return nil, fmt.Errorf("open repository: %w", perr)
+			}
+		}
 		return nil, err
 	}
 	// scrypt's working memory is garbage now; hand it back so it does not count
@@ -251,6 +259,40 @@ func (g *globalOptions) withRepo(ctx context.Context, lockKind string, exclusive
 		defer func() { _ = l.Unlock(context.WithoutCancel(ctx)) }()
 	}
 	return fn(r)
+}
+
+// warnClassicalKey warns when a key file for cred would be sealed with X25519 in a
+// post-quantum repository: breaking that key file breaks the hybrid identities in it.
+func (g *globalOptions) warnClassicalKey(s *crypto.Secrets, cred crypto.Credential) {
+	if _, pq := s.DataRecipient.(*age.HybridRecipient); !pq {
+		return
+	}
+	if rec, err := cred.Recipient(); err == nil {
+		if _, classical := rec.(*age.X25519Recipient); classical {
+			g.warnf("this repository is post-quantum (init --pq), but the key file for this X25519 identity is not: " +
+				"use a hybrid identity (AGE-SECRET-KEY-PQ-1…, age-keygen -pq) or a passphrase (docs/KEYS.md)")
+		}
+	}
+}
+
+// withFullRepo is withRepo for commands that read or remove backups: a write-only
+// key is refused (with crypto.ErrWriteOnly, whose text explains why) before any lock
+// is taken. what names the command in the message.
+func (g *globalOptions) withFullRepo(ctx context.Context, what, lockKind string, exclusive bool, fn func(*repo.Repository) error) error {
+	return g.withRepo(ctx, "", false, func(r *repo.Repository) error {
+		if r.WriteOnly() {
+			return fmt.Errorf("%s: %w", what, crypto.ErrWriteOnly)
+		}
+		if lockKind == "" {
+			return fn(r)
+		}
+		l, err := r.Lock(ctx, lockKind, exclusive)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = l.Unlock(context.WithoutCancel(ctx)) }()
+		return fn(r)
+	})
 }
 
 func (g *globalOptions) printJSON(v any) error {

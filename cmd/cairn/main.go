@@ -15,7 +15,6 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/cairn-backup/cairn/crypto"
 	"github.com/cairn-backup/cairn/repo"
 	"github.com/spf13/cobra"
 )
@@ -96,8 +95,6 @@ func hint(err error) string {
 		return "create one with `cairn init --repo PATH`, or check --repo / CAIRN_REPOSITORY"
 	case errors.Is(err, repo.ErrNewerFormat):
 		return "this repository was written by a newer cairn; install that version to read it"
-	case errors.Is(err, crypto.ErrWriteOnly):
-		return "this needs a full key; write-only keys can only add backups"
 	case errors.Is(err, repo.ErrLocked):
 		return "if the holder is gone, `cairn unlock` removes stale locks"
 	}
@@ -116,6 +113,7 @@ migration numbers, into a deduplicating, compressed, age-encrypted repository.` 
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	g.addFlags(root)
+	installCache(g, root)
 	root.AddCommand(
 		newInitCommand(g),
 		newBackupCommand(g),
@@ -136,7 +134,9 @@ migration numbers, into a deduplicating, compressed, age-encrypted repository.` 
 		newDiffCommand(g),
 		newFindCommand(g),
 		newDumpCommand(g),
-		newCopyCommand(g, root),
+		newServeCommand(g),
+		newStatusCommand(g),
+		newCopyCommand(g),
 	)
 	return root
 }

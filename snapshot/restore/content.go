@@ -129,11 +129,66 @@ feed:
 	rs.blobs, rs.packs, rs.packOrder = nil, nil, nil
 }
 
+// sparseFraction: a pack of which the restore needs less than this fraction of the
+// stored bytes is not downloaded whole; its blobs are read one by one with ranged
+// reads (Repo.LoadBlob), so restoring one file from a large remote repository
+// transfers about that file's size rather than its packs'.
+const sparseFraction = 4
+
+// packSizer is implemented by repositories that know pack sizes from their index.
+type packSizer interface {
+	Index() *index.Index
+}
+
+// sparse reports whether p's needed blobs are a small part of the pack.
+func (rs *restorer) sparse(p *packJob) bool {
+	ps, ok := rs.r.(packSizer)
+	if !ok {
+		return false
+	}
+	size, ok := ps.Index().PackSize(p.id)
+	if !ok || size == 0 {
+		return false
+	}
+	var need uint64
+	for _, b := range p.blobs {
+		need += uint64(b.loc.Entry.Length)
+	}
+	return need*sparseFraction < size
+}
+
+// restoreBlobs reads the blobs of a sparsely used pack one by one.
+func (rs *restorer) restoreBlobs(p *packJob, buf []byte) []byte {
+	for _, b := range p.blobs {
+		if rs.ctx.Err() != nil {
+			return buf
+		}
+		id := b.loc.Entry.ID
+		data, err := rs.r.LoadBlob(rs.ctx, id, buf)
+		if err != nil {
+			if rs.ctx.Err() != nil {
+				return buf
+			}
+			rs.failTargets(b, fmt.Errorf("blob %s in pack %s: %w", id.Short(), p.id.Short(), err))
+			continue
+		}
+		buf = data
+		for _, t := range b.targets {
+			rs.write(t, data)
+		}
+	}
+	return buf
+}
+
 // restorePack reads one pack and writes each of its needed blobs to every place
 // that needs it. buf is reused for blob plaintext and returned.
 func (rs *restorer) restorePack(p *packJob, buf []byte) []byte {
 	if rs.ctx.Err() != nil {
 		return buf
+	}
+	sort.Slice(p.blobs, func(i, j int) bool { return p.blobs[i].loc.Entry.Offset < p.blobs[j].loc.Entry.Offset })
+	if rs.sparse(p) {
+		return rs.restoreBlobs(p, buf)
 	}
 	pr, err := rs.r.ReadPack(rs.ctx, p.id)
 	if err != nil {
@@ -147,7 +202,6 @@ func (rs *restorer) restorePack(p *packJob, buf []byte) []byte {
 		return buf
 	}
 	defer pr.Close()
-	sort.Slice(p.blobs, func(i, j int) bool { return p.blobs[i].loc.Entry.Offset < p.blobs[j].loc.Entry.Offset })
 	for _, b := range p.blobs {
 		if rs.ctx.Err() != nil {
 			return buf
