@@ -18,6 +18,10 @@ import (
 // 17 the KDF alone would double a backup's peak RSS).
 const DefaultScryptWorkFactor = 16
 
+// MaxScryptWorkFactor is the largest cost accepted when creating or opening a key
+// (2^20: 1 GiB of memory).
+const MaxScryptWorkFactor = 20
+
 // MinScryptWorkFactor is the smallest cost accepted when creating a key (tests use it).
 const MinScryptWorkFactor = 10
 
@@ -48,8 +52,8 @@ func NewPassphrase(secret string, workFactor int) (*Passphrase, error) {
 	if workFactor == 0 {
 		workFactor = DefaultScryptWorkFactor
 	}
-	if workFactor < MinScryptWorkFactor || workFactor > 22 {
-		return nil, fmt.Errorf("scrypt work factor %d out of range %d..22", workFactor, MinScryptWorkFactor)
+	if workFactor < MinScryptWorkFactor || workFactor > MaxScryptWorkFactor {
+		return nil, fmt.Errorf("scrypt work factor %d out of range %d..%d", workFactor, MinScryptWorkFactor, MaxScryptWorkFactor)
 	}
 	return &Passphrase{secret: secret, workFactor: workFactor}, nil
 }
@@ -70,6 +74,9 @@ func (p *Passphrase) Identities() []age.Identity {
 	if err != nil {
 		return nil
 	}
+	// A key file planted by the storage provider must not make opening cost age's
+	// maximum (2^22: 4 GiB, seconds): accept what cairn itself creates, no more.
+	id.SetMaxWorkFactor(MaxScryptWorkFactor)
 	return []age.Identity{id}
 }
 

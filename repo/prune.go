@@ -293,7 +293,12 @@ func (r *Repository) replaceIndex(ctx context.Context, f *index.File, old []ID) 
 		if o == id {
 			continue
 		}
-		if err := r.be.Remove(ctx, backend.Handle{Type: backend.IndexFile, Name: o.String()}); err != nil && !backend.IsNotExist(err) {
+		err := r.be.Remove(ctx, backend.Handle{Type: backend.IndexFile, Name: o.String()})
+		if errors.Is(err, backend.ErrRetained) {
+			// A retained superseded index stays; readers merge it harmlessly (§8).
+			continue
+		}
+		if err != nil && !backend.IsNotExist(err) {
 			return id, fmt.Errorf("remove superseded index %s: %w", o.Short(), err)
 		}
 	}
@@ -477,6 +482,9 @@ type PendingPack struct {
 	BlockedBy []string  `json:"blocked_by"`
 }
 
+// StaleTempAge is how old a leftover temporary file must be before prune removes it.
+const StaleTempAge = 24 * time.Hour
+
 // PruneResult reports what Prune did (or, with DryRun, would do).
 type PruneResult struct {
 	DryRun           bool          `json:"dry_run"`
@@ -499,6 +507,11 @@ type PruneResult struct {
 	Lost             []string      `json:"lost,omitempty"`
 	Pending          []PendingPack `json:"pending,omitempty"`
 	IndexFilesBefore int           `json:"index_files_before"`
+	// Retained names packs the storage would not delete yet (object lock); they stay
+	// marked and a later prune deletes them.
+	Retained []string `json:"retained,omitempty"`
+	// TempFilesRemoved counts leftover staging files of killed backups removed.
+	TempFilesRemoved int `json:"temp_files_removed,omitempty"`
 }
 
 type prunePlan struct {
@@ -556,6 +569,14 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneResult
 	logf("%d snapshots use %d blobs (%d bytes) in %d packs; %d bytes unused", res.Snapshots, res.UsedBlobs, res.UsedBytes, res.Packs, res.UnusedBytes)
 	if opts.DryRun {
 		return res, pr.pruneDeletePhase(ctx, opts, res, used, done, true)
+	}
+	// Temporary files of killed backups: a day is far longer than filling one pack.
+	if tc, ok := r.be.(backend.TempCleaner); ok {
+		n, err := tc.RemoveTemp(ctx, time.Now().Add(-StaleTempAge))
+		res.TempFilesRemoved = n
+		if err != nil {
+			logf("removing leftover temporary files: %v", err)
+		}
 	}
 
 	// Repack: copy the kept blobs of mostly-unused packs into new packs, through a
@@ -906,6 +927,11 @@ func (r *Repository) pruneDeletePhase(ctx context.Context, opts PruneOptions, re
 			size = uint64(s)
 		}
 		err := r.be.Remove(ctx, backend.Handle{Type: backend.PackFile, Name: id.String()})
+		if errors.Is(err, backend.ErrRetained) {
+			// Object lock: the pack stays marked obsolete, a later prune retries.
+			res.Retained = append(res.Retained, fmt.Sprintf("data/%s: %v", id, err))
+			continue
+		}
 		if err != nil && !backend.IsNotExist(err) {
 			delErr = fmt.Errorf("prune: delete pack %s: %w", id.Short(), err)
 			break

@@ -174,15 +174,22 @@ type Remover interface {
 }
 
 // Forget deletes the snapshot records. Their data stays until prune. A snapshot
-// already gone is not an error.
+// already gone is not an error. A snapshot the storage still retains (object lock)
+// is skipped and named in the returned error after the others are deleted.
 func Forget(ctx context.Context, r Remover, ids []blob.ID) error {
+	var retained []error
 	for _, id := range ids {
 		h := backend.Handle{Type: backend.SnapshotFile, Name: id.String()}
-		if err := r.Backend().Remove(ctx, h); err != nil && !backend.IsNotExist(err) {
-			return fmt.Errorf("forget snapshot %s: %w", id.Short(), err)
+		err := r.Backend().Remove(ctx, h)
+		switch {
+		case err == nil || backend.IsNotExist(err):
+		case errors.Is(err, backend.ErrRetained):
+			retained = append(retained, fmt.Errorf("snapshot %s kept: %w", id.Short(), err))
+		default:
+			return errors.Join(append(retained, fmt.Errorf("forget snapshot %s: %w", id.Short(), err))...)
 		}
 	}
-	return nil
+	return errors.Join(retained...)
 }
 
 // ---- Used blobs (prune) ----------------------------------------------------------

@@ -118,6 +118,13 @@ func printPruneResult(g *globalOptions, res *repo.PruneResult) {
 		g.verbosef("%d obsolete packs (%s) wait for running operations to finish; a later prune deletes them. Blocked by:\n  %s\n",
 			len(res.Pending), formatBytes(size), strings.Join(list, "\n  "))
 	}
+	if len(res.Retained) > 0 {
+		g.verbosef("%d obsolete packs are still protected by the storage's retention (object lock) and were kept; a later prune deletes them:\n  %s\n",
+			len(res.Retained), strings.Join(res.Retained, "\n  "))
+	}
+	if res.TempFilesRemoved > 0 {
+		g.verbosef("removed %d leftover temporary files of interrupted backups\n", res.TempFilesRemoved)
+	}
 	for _, l := range res.Lost {
 		g.warnf("a snapshot needs %s: that data is lost; run `cairn check`", l)
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // FileType is the kind of a repository file. Its String is the on-storage directory
@@ -127,6 +128,14 @@ type StagingDirer interface {
 	StagingDir() string
 }
 
+// TempCleaner is implemented by backends whose interrupted Saves and staged packs can
+// leave temporary files behind (a killed process cannot remove them).
+// RemoveTemp deletes temporary files last modified before the cutoff and returns how
+// many it removed.
+type TempCleaner interface {
+	RemoveTemp(ctx context.Context, before time.Time) (int, error)
+}
+
 // ByteReader is a RewindReader over a byte slice.
 type ByteReader struct {
 	*bytes.Reader
@@ -158,6 +167,9 @@ var (
 	// ErrExists is returned by Save when a file with that handle already exists and the
 	// backend cannot or may not replace it. Content-addressed files never need replacing.
 	ErrExists = errors.New("backend: file already exists")
+	// ErrRetained is wrapped by Remove when the store protects the file (S3 object
+	// lock retention): the file stays, and callers carry on with what they may delete.
+	ErrRetained = errors.New("backend: file is protected by a retention period")
 	// ErrNoSpace is returned (wrapped) when the store is full.
 	ErrNoSpace = errors.New("backend: no space left on storage")
 )

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cairn-backup/cairn/repo/backend"
 )
@@ -148,6 +149,36 @@ func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, lengt
 		return fmt.Errorf("save %s: %w", h, err)
 	}
 	return nil
+}
+
+// RemoveTemp implements backend.TempCleaner: it deletes TempPrefix files older than
+// before under every type directory (and data/<xx>/).
+func (b *Backend) RemoveTemp(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	err := filepath.WalkDir(b.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), TempPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.ModTime().Before(before) {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove temporary file %s: %w", p, err)
+		}
+		n++
+		return nil
+	})
+	return n, err
 }
 
 // Save implements backend.Backend.

@@ -27,7 +27,8 @@ import (
 )
 
 // ErrObjectLocked is wrapped by Remove when object-lock retention protects the file.
-var ErrObjectLocked = errors.New("s3: object is protected by object-lock retention")
+// It wraps backend.ErrRetained, so callers that know no S3 can test for that.
+var ErrObjectLocked = fmt.Errorf("s3: object is protected by object-lock retention (%w)", backend.ErrRetained)
 
 // Retention modes for Options.LockMode.
 const (
