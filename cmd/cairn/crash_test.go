@@ -139,8 +139,8 @@ func crashBackup(t *testing.T, bin string, counts *crashCounts) {
 	c := crashtest.New(t, bin, tmpl)
 	c.Init(crashPackSize)
 	want := map[string]crashtest.Tree{} // snapshot ID -> source content
-	// Seven packs or so per generation: the first index file is written after four.
-	const genSize = 7 << 20
+	// Eight packs or so per generation: the first index file is written after four.
+	const genSize = 8 << 20
 	backupGen := func(c *crashtest.Cairn, g int) {
 		tree := writeGenerationSize(t, src, g, genSize)
 		before := map[string]bool{}
@@ -179,7 +179,7 @@ func crashBackup(t *testing.T, bin string, counts *crashCounts) {
 					t.Errorf("kill %s: %d unindexed packs, want at most %d", p, rep.OrphanPacks, crashIndexEvery+crashUploaders)
 				}
 				// Temporary files: packs being filled, uploads in flight, one other save.
-				if maxTemp := int64(crashPackers + 1 + crashUploaders + 1); u.Temp > maxTemp || u.TempBytes > maxTemp*(crashPackSize+64<<10) {
+				if maxTemp := int64(crashMaxTemp); u.Temp > maxTemp || u.TempBytes > maxTemp*(crashPackSize+64<<10) {
 					t.Errorf("kill %s: %d temporary files (%d bytes) left, want at most %d", p, u.Temp, u.TempBytes, maxTemp)
 				}
 				// 2. Every earlier snapshot restores byte-identical; a snapshot the
@@ -251,7 +251,7 @@ func crashPrune(t *testing.T, bin string, counts *crashCounts) {
 		AfterKill: func(w *crashtest.Cairn, p crashtest.Point, killed crashtest.Result) {
 			w.Check(true)
 			// Repacking fills packs like a backup does.
-			if u := crashtest.DiskUsage(t, w.Repo); u.Temp > crashPackers+1+crashUploaders+1 {
+			if u := crashtest.DiskUsage(t, w.Repo); u.Temp > crashMaxTemp {
 				t.Errorf("kill %s: %d temporary files left", p, u.Temp)
 			}
 			snaps := w.Snapshots()
@@ -304,7 +304,7 @@ func crashCopy(t *testing.T, bin string, counts *crashCounts) {
 		Args:     args,
 		AfterKill: func(w *crashtest.Cairn, p crashtest.Point, killed crashtest.Result) {
 			w.Check(true)
-			if u := crashtest.DiskUsage(t, w.Repo); u.Temp > crashPackers+1+crashUploaders+1 {
+			if u := crashtest.DiskUsage(t, w.Repo); u.Temp > crashMaxTemp {
 				t.Errorf("kill %s: %d temporary files left", p, u.Temp)
 			}
 			restoreAll(w, p)
@@ -429,3 +429,8 @@ func TestConcurrentBackups(t *testing.T) {
 		trees = []crashtest.Tree{writeGeneration(t, srcs[0], 2), writeGeneration(t, srcs[1], 1)}
 	}
 }
+
+// crashMaxTemp bounds the temporary files a killed run can leave: the packs being
+// filled (data packers and the tree packer), the packs queued for upload (one channel
+// slot per uploader) and being uploaded, and one index or snapshot save in flight.
+const crashMaxTemp = crashPackers + 1 + 2*crashUploaders + 1
