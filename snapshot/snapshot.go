@@ -234,3 +234,29 @@ func FindAt(snaps []*Snapshot, t time.Time, f Filter) (*Snapshot, error) {
 	}
 	return nil, fmt.Errorf("%w: no snapshot taken at or before %s", ErrNotFound, t.Local().Format(time.RFC3339))
 }
+
+// MigrationSummary shortens migrations for listings: the first max apps in name order
+// with the number part of their latest migration, "admin 0003, auth 0012, +4 more".
+func MigrationSummary(m map[string]string, max int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for i, k := range keys {
+		if i == max {
+			parts = append(parts, fmt.Sprintf("+%d more", len(keys)-max))
+			break
+		}
+		v := m[k]
+		if j := strings.IndexByte(v, '_'); j > 0 {
+			v = v[:j]
+		}
+		parts = append(parts, k+" "+v)
+	}
+	return strings.Join(parts, ", ")
+}

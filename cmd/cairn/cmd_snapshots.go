@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -122,7 +121,7 @@ func runSnapshots(ctx context.Context, g *globalOptions, r *repo.Repository, f s
 			if sn.App.Version != "" {
 				app += " " + sn.App.Version
 			}
-			if m := migrationSummary(sn.App.Migrations); m != "" {
+			if m := snapshot.MigrationSummary(sn.App.Migrations, 2); m != "" {
 				app += " (" + m + ")"
 			}
 		}
@@ -132,29 +131,4 @@ func runSnapshots(ctx context.Context, g *globalOptions, r *repo.Repository, f s
 	fmt.Fprint(g.stdout, t.String())
 	fmt.Fprintf(g.stdout, "%d snapshots\n", len(sel))
 	return nil
-}
-
-// migrationSummary shortens migrations to "documents 1016, auth 0012, +3 more".
-func migrationSummary(m map[string]string) string {
-	if len(m) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for i, k := range keys {
-		if i == 2 {
-			parts = append(parts, fmt.Sprintf("+%d more", len(keys)-2))
-			break
-		}
-		v := m[k]
-		if j := strings.IndexByte(v, '_'); j > 0 {
-			v = v[:j]
-		}
-		parts = append(parts, k+" "+v)
-	}
-	return strings.Join(parts, ", ")
 }

@@ -39,7 +39,7 @@ func newRow(sn *snapshot.Snapshot) *snapRow {
 	r := &snapRow{Snapshot: sn, Short: sn.ID.Short()}
 	if sn.App != nil {
 		r.Version = sn.App.Version
-		r.Migrations = migrationSummary(sn.App.Migrations)
+		r.Migrations = snapshot.MigrationSummary(sn.App.Migrations, 3)
 	}
 	if sn.Summary != nil {
 		r.Size = sn.Summary.TotalBytes
@@ -647,29 +647,4 @@ func ago(now, t time.Time) string {
 		return "in " + s
 	}
 	return s + suffix
-}
-
-// migrationSummary shortens migrations to "documents 1016, auth 0012, +3 more".
-func migrationSummary(m map[string]string) string {
-	if len(m) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for i, k := range keys {
-		if i == 3 {
-			parts = append(parts, fmt.Sprintf("+%d more", len(keys)-3))
-			break
-		}
-		v := m[k]
-		if j := strings.IndexByte(v, '_'); j > 0 {
-			v = v[:j]
-		}
-		parts = append(parts, k+" "+v)
-	}
-	return strings.Join(parts, ", ")
 }

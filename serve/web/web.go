@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cairn-backup/cairn/snapshot"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -128,7 +129,7 @@ func (h *Handler) parseTemplates() error {
 		"when":     formatTime,
 		"short":    shortID,
 		"dur":      formatSeconds,
-		"migsum":   migrationSummary,
+		"migsum":   func(m map[string]string) string { return snapshot.MigrationSummary(m, 3) },
 		"join":     strings.Join,
 		"resultOK": func(r string) bool { return r == "success" },
 		"isZero":   func(t time.Time) bool { return t.IsZero() },
