@@ -6,6 +6,7 @@
 # Prints on stdout (and only there):
 #   CAIRN_TEST_MYSQL_DSN  mysql://cairn:PW@127.0.0.1:PORT/cairn (the user may CREATE DATABASE)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 log() { echo "mariadb.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -40,17 +41,6 @@ if [ "$(id -u)" = 0 ]; then
 	USER_OPT=(--user=mysql)
 fi
 
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
 
 PWFILE="$DIR/password"
 if [ ! -s "$PWFILE" ]; then

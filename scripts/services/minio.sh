@@ -15,6 +15,7 @@
 # A test restarts the server after killing it with
 #   MINIO_ROOT_USER=$ACCESS MINIO_ROOT_PASSWORD=$SECRET $BIN server --address 127.0.0.1:$PORT $DATA
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 # Pinned: MinIO publishes no semver tags, so this is the pseudo-version of a master
 # commit (2026-02-12) that builds with go1.26.
@@ -38,17 +39,6 @@ DIR="$CAIRN_SERVICES_DIR/minio"
 DATA="$DIR/data"
 mkdir -p "$DATA"
 
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
 
 CREDS="$DIR/credentials"
 if [ ! -s "$CREDS" ]; then

@@ -8,6 +8,7 @@
 #   CAIRN_TEST_PG_ADMIN_DSN  same as CAIRN_TEST_PG_DSN (the tests create their databases with it)
 #   CAIRN_TEST_PG_BIN        directory holding pg_dump/psql of the server's major version
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 log() { echo "postgres.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -45,17 +46,6 @@ if [ "$(id -u)" = 0 ]; then
 	RUN=(runuser -u postgres --)
 fi
 
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
 
 PWFILE="$DIR/password"
 if [ ! -s "$PWFILE" ]; then

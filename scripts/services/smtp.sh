@@ -15,6 +15,7 @@
 #   CAIRN_TEST_SMTP_CA        PEM file of the CA that signed the server certificate
 #   CAIRN_TEST_SMTP_MAILDIR   maildir holding the delivered messages (new/ and cur/)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 log() { echo "smtp.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -49,17 +50,6 @@ else
 	RUN_GROUP=$(id -gn)
 fi
 
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
 
 # A test CA and a server certificate it signs, valid for 127.0.0.1 and localhost.
 if [ ! -s "$DIR/ca.pem" ] || [ ! -s "$DIR/server.pem" ]; then

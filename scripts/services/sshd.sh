@@ -12,6 +12,7 @@
 #   CAIRN_TEST_SFTP_KNOWN_HOSTS  known_hosts file holding the server's host key
 #   CAIRN_TEST_SFTP_DIR          a writable base directory on the server
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 log() { echo "sshd.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -34,17 +35,6 @@ DIR="$CAIRN_SERVICES_DIR/sshd"
 mkdir -p "$DIR/data"
 chmod 700 "$DIR"
 
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
-}
 
 [ -s "$DIR/host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C cairn-test-host -f "$DIR/host_ed25519_key" >&2
 [ -s "$DIR/client_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C cairn-test-client -f "$DIR/client_ed25519_key" >&2
