@@ -85,7 +85,9 @@ type conn struct {
 func (c *conn) note(err error) {
 	if err != nil && (errors.Is(err, sftp.ErrSSHFxConnectionLost) ||
 		errors.Is(err, sftp.ErrSSHFxNoConnection) ||
-		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)) {
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
+		// pkg/sftp reports a write to a closed SSH channel as "failed to send packet: EOF".
+		(errors.Is(err, io.EOF) && strings.Contains(err.Error(), "failed to send packet"))) {
 		c.dead.Store(true)
 	}
 }
