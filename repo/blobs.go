@@ -41,7 +41,6 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 	}
 	idx := index.New()
 	idx.Grow(int(total / 48))
-	superseded := map[ID]bool{}
 	treePacks := map[ID]bool{}
 	listed := make([]ID, 0, len(files))
 	for _, fi := range files {
@@ -57,9 +56,6 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 			}
 			return err
 		}
-		for _, s := range f.Supersedes {
-			superseded[s] = true
-		}
 		for _, p := range f.Packs {
 			onlyTrees, seen := treePacks[p.ID]
 			if !seen {
@@ -73,7 +69,8 @@ func (r *Repository) LoadIndex(ctx context.Context) error {
 		idx.AddFile(id, f)
 	}
 	idx.Sort()
-	_ = superseded // superseded files are deleted by prune right after writing; merging both is harmless.
+	// Superseded index files still present (prune deletes them right after writing
+	// their replacement) are merged too: a pack live in any file is live (FORMAT.md §8).
 	for p, onlyTrees := range treePacks {
 		if !onlyTrees {
 			delete(treePacks, p)

@@ -36,17 +36,16 @@ const FormatVersion = 1
 
 // Sentinel errors callers branch on.
 var (
-	ErrNotRepository  = errors.New("repo: not a cairn repository")
-	ErrNewerFormat    = errors.New("repo: repository format is newer than this version of cairn")
-	ErrWrongPassword  = errors.New("repo: wrong passphrase or identity: no key in the repository opens with it")
-	ErrBlobNotFound   = errors.New("repo: blob not in index")
-	ErrLastKey        = errors.New("repo: cannot remove the last key")
-	ErrWriteOnly      = crypto.ErrWriteOnly
-	ErrRepoExists     = errors.New("repo: a repository already exists there")
-	ErrNotEmpty       = errors.New("repo: directory is not empty and not a repository")
-	ErrFileNotFound   = errors.New("repo: file not found")
-	ErrAmbiguousID    = errors.New("repo: ambiguous id prefix")
-	errInternalClosed = errors.New("repo: repository closed")
+	ErrNotRepository = errors.New("repo: not a cairn repository")
+	ErrNewerFormat   = errors.New("repo: repository format is newer than this version of cairn")
+	ErrWrongPassword = errors.New("repo: wrong passphrase or identity: no key in the repository opens with it")
+	ErrBlobNotFound  = errors.New("repo: blob not in index")
+	ErrLastKey       = errors.New("repo: cannot remove the last key")
+	ErrWriteOnly     = crypto.ErrWriteOnly
+	ErrRepoExists    = errors.New("repo: a repository already exists there")
+	ErrNotEmpty      = errors.New("repo: directory is not empty and not a repository")
+	ErrFileNotFound  = errors.New("repo: file not found")
+	ErrAmbiguousID   = errors.New("repo: ambiguous id prefix")
 )
 
 // CorruptError reports a damaged repository file or blob.

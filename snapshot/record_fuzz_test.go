@@ -59,7 +59,7 @@ func FuzzSnapshotRecord(f *testing.F) {
 		if _, err := snapshot.Find(list, "latest", snapshot.Filter{}); err != nil && !errors.Is(err, snapshot.ErrNotFound) {
 			t.Fatalf("find latest: %v", err)
 		}
-		_, _ = snapshot.FindAt(list, time.Now(), snapshot.Filter{})
+		_, _ = snapshot.SelectAt(list, time.Now(), snapshot.Filter{})
 		again, err := json.Marshal(sn)
 		if err != nil {
 			t.Fatal(err)

@@ -225,16 +225,6 @@ func Find(snaps []*Snapshot, ref string, f Filter) (*Snapshot, error) {
 	return nil, fmt.Errorf("snapshot id %q is ambiguous: matches %d snapshots", ref, len(found))
 }
 
-// FindAt returns the newest snapshot matching f taken at or before t.
-func FindAt(snaps []*Snapshot, t time.Time, f Filter) (*Snapshot, error) {
-	for i := len(snaps) - 1; i >= 0; i-- {
-		if f.Match(snaps[i]) && !snaps[i].Time.After(t) {
-			return snaps[i], nil
-		}
-	}
-	return nil, fmt.Errorf("%w: no snapshot taken at or before %s", ErrNotFound, t.Local().Format(time.RFC3339))
-}
-
 // MigrationSummary shortens migrations for listings: the first max apps in name order
 // with the number part of their latest migration, "admin 0003, auth 0012, +4 more".
 func MigrationSummary(m map[string]string, max int) string {

@@ -94,20 +94,20 @@ func FuzzDecodeTree(f *testing.F) {
 	})
 }
 
-func TestFindAt(t *testing.T) {
+func TestSelectAt(t *testing.T) {
 	base := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	var snaps []*snapshot.Snapshot
 	for i := 0; i < 3; i++ {
 		snaps = append(snaps, &snapshot.Snapshot{Time: base.Add(time.Duration(i) * 24 * time.Hour), ID: blob.ID{byte(i + 1)}})
 	}
-	if _, err := snapshot.FindAt(snaps, base.Add(-time.Second), snapshot.Filter{}); !errors.Is(err, snapshot.ErrNotFound) {
+	if _, err := snapshot.SelectAt(snaps, base.Add(-time.Second), snapshot.Filter{}); !errors.Is(err, snapshot.ErrNotFound) {
 		t.Fatalf("before first: %v", err)
 	}
 	for _, c := range []struct {
 		at   time.Time
 		want byte
 	}{{base, 1}, {base.Add(24*time.Hour - 1), 1}, {base.Add(24 * time.Hour), 2}, {base.Add(1000 * time.Hour), 3}} {
-		sn, err := snapshot.FindAt(snaps, c.at, snapshot.Filter{})
+		sn, err := snapshot.SelectAt(snaps, c.at, snapshot.Filter{})
 		if err != nil || sn.ID[0] != c.want {
 			t.Errorf("at %s: got %v %v, want %d", c.at, sn, err, c.want)
 		}

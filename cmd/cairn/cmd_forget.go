@@ -169,7 +169,7 @@ func runForget(ctx context.Context, g *globalOptions, opts forgetOptions, keepGi
 				}
 				seen := map[blob.ID]bool{}
 				for _, a := range args {
-					sn, err := snapshot.Find(snaps, a, opts.fo.filter())
+					sn, err := snapshot.Select(snaps, a, opts.fo.filter(), time.Local)
 					if err != nil {
 						return err
 					}

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -179,7 +180,7 @@ func (w *worker) storeParams(rd io.Reader, sizeHint int64, p chunk.Params) ([]bl
 			return nil, 0, err
 		}
 		// The file grew past the minimum while being read: chunk it all.
-		rd = io.MultiReader(bytesReader(append([]byte(nil), buf...)), rd)
+		rd = io.MultiReader(bytes.NewReader(append([]byte(nil), buf...)), rd)
 	}
 	if w.ch == nil {
 		w.ch = chunk.New(rd, w.b.r.Polynomial(), p)
