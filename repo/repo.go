@@ -32,7 +32,12 @@ type ID = blob.ID
 
 // FormatVersion is the repository format version this package writes and the newest it
 // reads (docs/FORMAT.md §Versioning).
-const FormatVersion = 1
+const FormatVersion = 2
+
+// OldestWritableVersion is the oldest format version Init can create: cairn keeps
+// writing version 1 repositories in version 1's form, so older cairn binaries can
+// still read them.
+const OldestWritableVersion = 1
 
 // Sentinel errors callers branch on.
 var (
@@ -133,6 +138,10 @@ func WithOpenHook(ctx context.Context, h OpenHook) context.Context {
 type InitOptions struct {
 	PostQuantum bool
 	PackSize    int // bytes; 0 = 16 MiB
+	// Version is the format version to create (0: FormatVersion). Version 1 is
+	// readable by every cairn release; version 2 stores data blobs in less space and
+	// time (docs/FORMAT.md §13).
+	Version int
 }
 
 // DefaultPackSize is the target plaintext size of a pack.
@@ -157,7 +166,13 @@ func Init(ctx context.Context, be backend.Backend, cred crypto.Credential, opts 
 	if opts.PackSize == 0 {
 		opts.PackSize = DefaultPackSize
 	}
-	cfg := Config{Version: FormatVersion, ID: s.RepoID, Created: time.Now().UTC(),
+	if opts.Version == 0 {
+		opts.Version = FormatVersion
+	}
+	if opts.Version < OldestWritableVersion || opts.Version > FormatVersion {
+		return nil, fmt.Errorf("repo: cannot create format version %d: this cairn creates versions %d to %d", opts.Version, OldestWritableVersion, FormatVersion)
+	}
+	cfg := Config{Version: opts.Version, ID: s.RepoID, Created: time.Now().UTC(),
 		ChunkerPolynomial: fmt.Sprintf("%x", uint64(pol)), PackSize: opts.PackSize,
 		Chunking: map[string]Chunking{
 			"files":    {chunk.Files.Min, chunk.Files.Max, chunk.Files.AverageBits},

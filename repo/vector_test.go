@@ -3,6 +3,7 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,13 +16,23 @@ import (
 	"github.com/cairn-backup/cairn/snapshot/restore"
 )
 
-// TestVectorRepoV1 opens the frozen version-1 repository in testdata/vectors (made by
-// `cairn init` + `cairn backup` of testdata/vectors/src, docs/FORMAT.md §1). Every
-// later cairn must read it: a format change cannot slip in unnoticed.
+// TestVectorRepos open the frozen repositories in testdata/vectors (made by `cairn
+// init` + `cairn backup` of testdata/vectors/src, docs/FORMAT.md §13). Every later
+// cairn must read them: a format change cannot slip in unnoticed.
 func TestVectorRepoV1(t *testing.T) {
+	testVectorRepo(t, "repo-v1", 1, 17, []string{"hello.txt", "empty", "dir/random.bin", "dir/compressible.txt"})
+}
+
+// TestVectorRepoV2 holds dir/scan.pdf, random image streams with text layers, stored
+// as several zstd frames (docs/FORMAT.md §7.1).
+func TestVectorRepoV2(t *testing.T) {
+	testVectorRepo(t, "repo-v2", 2, 15, []string{"hello.txt", "empty", "dir/random.bin", "dir/compressible.txt", "dir/scan.pdf"})
+}
+
+func testVectorRepo(t *testing.T, name string, version, dbAverageBits int, files []string) {
 	ctx := context.Background()
-	dir := filepath.Join("..", "testdata", "vectors", "repo-v1")
-	pw, err := os.ReadFile(filepath.Join("..", "testdata", "vectors", "repo-v1.password"))
+	dir := filepath.Join("..", "testdata", "vectors", name)
+	pw, err := os.ReadFile(filepath.Join("..", "testdata", "vectors", name+".password"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +46,7 @@ func TestVectorRepoV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := r.Config()
-	if cfg.Version != 1 || cfg.PackSize != 16<<20 || cfg.Chunking["database"].AverageBits != 17 {
+	if cfg.Version != version || cfg.PackSize != 16<<20 || cfg.Chunking["database"].AverageBits != dbAverageBits {
 		t.Fatalf("config: %+v", cfg)
 	}
 	// Every index file decodes by FORMAT.md §8, and lists packs that exist.
@@ -66,7 +77,7 @@ func TestVectorRepoV1(t *testing.T) {
 		t.Fatalf("snapshots: %d %v", len(snaps), err)
 	}
 	sn := snaps[0]
-	if sn.Host != "vector" || !sn.HasTag("v1") || sn.Time.UTC().Format("2006-01-02T15:04:05") != "2026-01-02T03:04:05" || len(sn.Paths) != 1 {
+	if sn.Host != "vector" || !sn.HasTag(fmt.Sprintf("v%d", version)) || sn.Time.UTC().Format("2006-01-02T15:04:05") != "2026-01-02T03:04:05" || len(sn.Paths) != 1 {
 		t.Fatalf("snapshot record: %+v", sn)
 	}
 	target := t.TempDir()
@@ -75,7 +86,7 @@ func TestVectorRepoV1(t *testing.T) {
 	}
 	want := filepath.Join("..", "testdata", "vectors", "src")
 	got := filepath.Join(target, sn.Paths[0])
-	for _, name := range []string{"hello.txt", "empty", "dir/random.bin", "dir/compressible.txt"} {
+	for _, name := range files {
 		a, err1 := os.ReadFile(filepath.Join(want, name))
 		b, err2 := os.ReadFile(filepath.Join(got, name))
 		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {

@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -17,23 +16,8 @@ import (
 	"github.com/cairn-backup/cairn/repo/blob"
 	"github.com/cairn-backup/cairn/repo/index"
 	"github.com/cairn-backup/cairn/repo/pack"
-	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 )
-
-// zstdEncoder compresses data blobs at zstd's fastest level: about four times the
-// speed of the default level for a few percent more output on the compressible part
-// of a data set (docs/PERFORMANCE.md §Compression).
-var zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
-
-// zstdTrees compresses tree blobs, which are small and read often: default level.
-var zstdTrees, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
-
-// zstdSampler tries small samples as cheaply as possible.
-var zstdSampler, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithLowerEncoderMem(true))
 
 // WriterOptions tunes a write session.
 type WriterOptions struct {
@@ -94,7 +78,7 @@ type Writer struct {
 // number of packs waiting for upload (docs/PERFORMANCE.md §Memory).
 type packer struct {
 	f    *os.File
-	bw   *bufio.Writer
+	bw   *stageWriter
 	h    *blake3.Hasher
 	size int64
 	aw   io.WriteCloser
@@ -212,7 +196,7 @@ func (w *Writer) SaveBlob(t blob.Type, id ID, data []byte) (bool, error) {
 	w.pending[id] = struct{}{}
 	w.mu.Unlock()
 
-	stored, comp := compress(data, t)
+	stored, comp := compress(data, t, w.r.cfg.Version >= 2)
 	if t == blob.Tree {
 		w.treeMu.Lock()
 		p, err := w.add(w.treePacker, t, id, comp, stored, len(data))
@@ -249,11 +233,11 @@ func (w *Writer) add(p *packer, t blob.Type, id ID, comp uint8, stored []byte, r
 }
 
 func (w *Writer) newPacker(t blob.Type) (*packer, error) {
-	f, err := os.CreateTemp(w.opts.TempDir, ".tmp-pack-*")
+	sw, err := createStageFile(w.opts.TempDir)
 	if err != nil {
 		return nil, fmt.Errorf("start pack: %w", err)
 	}
-	p := &packer{t: t, f: f, h: blake3.New(), bw: bufio.NewWriterSize(f, 1<<20)}
+	p := &packer{t: t, f: sw.f, h: blake3.New(), bw: sw}
 	aw, err := age.Encrypt(p, w.r.secrets.DataRecipient)
 	if err != nil {
 		p.discard()
@@ -400,42 +384,4 @@ func (w *Writer) Stats() WriterStats {
 		BytesStored: atomic.LoadInt64(&w.stats.BytesStored), Packs: atomic.LoadInt64(&w.stats.Packs),
 		PackBytes: atomic.LoadInt64(&w.stats.PackBytes), IndexFiles: atomic.LoadInt64(&w.stats.IndexFiles),
 	}
-}
-
-// compress returns the blob as stored and its compression code. A cheap check on four
-// 1 KiB samples spread over the blob decides whether zstd is worth running: media
-// (JPEG, PDF image streams, WebP) does not shrink, and skipping it keeps the pipeline
-// at chunking speed. A blob is compressed when any sample shrinks, so a chunk that is
-// mostly image data with a text layer still gets its text compressed.
-func compress(data []byte, t blob.Type) ([]byte, uint8) {
-	if len(data) < 64 {
-		return data, pack.CompressionNone
-	}
-	if t == blob.Data && len(data) >= 16<<10 && !worthCompressing(data) {
-		return data, pack.CompressionNone
-	}
-	enc := zstdEncoder
-	if t == blob.Tree {
-		enc = zstdTrees
-	}
-	c := enc.EncodeAll(data, make([]byte, 0, len(data)))
-	if len(c) >= len(data)-len(data)/64 {
-		return data, pack.CompressionNone
-	}
-	return c, pack.CompressionZstd
-}
-
-func worthCompressing(data []byte) bool {
-	const n, size = 4, 1024
-	var sample [size]byte
-	var dst [2 * size]byte
-	step := (len(data) - size) / (n - 1)
-	for i := 0; i < n; i++ {
-		copy(sample[:], data[i*step:])
-		c := zstdSampler.EncodeAll(sample[:], dst[:0])
-		if len(c) < size*7/8 {
-			return true
-		}
-	}
-	return false
 }

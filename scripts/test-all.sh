@@ -26,9 +26,10 @@ cleanup() {
 trap cleanup EXIT
 
 # Command-line tools the tests call: age (repository files open with the standard
-# tool), unzip and tar (dump archives list with the standard tools).
+# tool), zstd (version 2 blobs decode with the reference decoder), unzip and tar (dump
+# archives list with the standard tools).
 need=()
-for tool in age unzip; do
+for tool in age zstd unzip; do
 	command -v "$tool" >/dev/null || need+=("$tool")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/cairn-backup/cairn/repo"
@@ -55,9 +56,11 @@ func main() {
 		// more often is cheap and keeps peak memory near the live set.
 		debug.SetGCPercent(50)
 	}
+	stopProfile := startProfile(os.Getenv("CAIRN_CPU_PROFILE"))
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	cancel()
+	stopProfile()
 	os.Exit(code)
 }
 
@@ -153,5 +156,28 @@ func newVersionCommand(g *globalOptions) *cobra.Command {
 			fmt.Fprintf(g.stdout, "cairn %s (repository format %d)\n", version, repo.FormatVersion)
 			return nil
 		},
+	}
+}
+
+// startProfile writes a CPU profile of the whole run to path, if path is set
+// (CAIRN_CPU_PROFILE; docs/PERFORMANCE.md §Profiling), and returns the function that
+// finishes it.
+func startProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cairn: warning: CPU profile %s: %v\n", path, err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "cairn: warning: CPU profile %s: %v\n", path, err)
+		}
 	}
 }

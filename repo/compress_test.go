@@ -1,0 +1,174 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/cairn-backup/cairn/crypto"
+	"github.com/cairn-backup/cairn/repo/backend/local"
+	"github.com/cairn-backup/cairn/repo/blob"
+	"github.com/cairn-backup/cairn/repo/pack"
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestTextRuns(t *testing.T) {
+	if runs := textRuns(benchData(false)); len(runs) != 0 {
+		t.Fatalf("random data has text runs %v", runs)
+	}
+	text := benchData(true)
+	if runs := textRuns(text); len(runs) != 1 || runs[0] != (span{0, len(text)}) {
+		t.Fatalf("text: runs %v, want one covering all", runs)
+	}
+	data := pdfLike()
+	runs := textRuns(data)
+	// Every text stretch of pdfLike lies inside one run, and runs hold little else.
+	inRuns := 0
+	for _, r := range runs {
+		inRuns += r.end - r.start
+	}
+	stretches := 0
+	for off := 40 << 10; off+6000 < len(data); off += 80 << 10 {
+		stretches++
+		covered := false
+		for _, r := range runs {
+			if r.start <= off && off+6000 <= r.end {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("text at %d..%d not inside one run of %v", off, off+6000, runs)
+		}
+	}
+	if len(runs) != stretches || inRuns > stretches*(6000+2*segBlock) {
+		t.Errorf("%d runs of %d bytes for %d stretches of 6000 bytes", len(runs), inRuns, stretches)
+	}
+}
+
+func TestCompressRoundTrip(t *testing.T) {
+	var key [32]byte
+	mac := crypto.NewBlobMAC(key)
+	text, random, pdf := benchData(true), benchData(false), pdfLike()
+	cases := map[string][]byte{
+		"empty": {}, "tiny": []byte("hello"), "text": text, "random": random, "pdf": pdf,
+		"text-then-random": append(append([]byte{}, text[:300<<10]...), random[:700<<10]...),
+		"random-then-text": append(append([]byte{}, random[:700<<10]...), text[:300<<10]...),
+		"short-mixed":      append(append([]byte{}, random[:5000]...), text[:20000]...),
+		"odd-length":       pdf[:len(pdf)-777],
+	}
+	for name, data := range cases {
+		for _, segmented := range []bool{false, true} {
+			stored, comp := compress(data, blob.Data, segmented)
+			e := pack.Entry{ID: mac.Sum(data), Compression: comp, Length: uint32(len(stored)), RawLength: uint32(len(data))}
+			got, err := DecodeBlob(e, stored, nil, mac)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s (segmented %v): %v", name, segmented, err)
+			}
+			if comp == pack.CompressionZstd && !segmented {
+				// Version 1 blobs are one frame: the first frame holds all of it.
+				var h zstd.Header
+				if err := h.Decode(stored); err != nil || !h.HasFCS || h.FrameContentSize != uint64(len(data)) {
+					t.Fatalf("%s: v1 blob is not one frame: %+v %v", name, h, err)
+				}
+			}
+		}
+	}
+	// Mixed blobs in version 2 are compressed, in several frames, and smaller than
+	// version 1 makes them.
+	s2, c2 := compress(pdf, blob.Data, true)
+	s1, _ := compress(pdf, blob.Data, false)
+	var h zstd.Header
+	if c2 != pack.CompressionZstd || h.Decode(s2) != nil || h.FrameContentSize >= uint64(len(pdf)) || len(s2) >= len(s1) {
+		t.Fatalf("pdf v2: compression %d, first frame %d bytes, %d stored vs v1 %d", c2, h.FrameContentSize, len(s2), len(s1))
+	}
+	// Random data is stored as it is.
+	if _, c := compress(random, blob.Data, true); c != pack.CompressionNone {
+		t.Fatalf("random data compressed (%d)", c)
+	}
+}
+
+// TestRawFramesStandardDecoder checks the multi-frame form against the reference zstd
+// implementation, when it is installed: an independent reader decodes it with any
+// RFC 8878 decoder.
+func TestRawFramesStandardDecoder(t *testing.T) {
+	zstdCmd, err := exec.LookPath("zstd")
+	if err != nil {
+		t.Skip("zstd command not installed (apt-get install zstd)")
+	}
+	pdf := pdfLike()
+	stored, _ := compress(pdf, blob.Data, true)
+	cmd := exec.Command(zstdCmd, "-d", "-c")
+	cmd.Stdin = bytes.NewReader(stored)
+	out, err := cmd.Output()
+	if err != nil || !bytes.Equal(out, pdf) {
+		t.Fatalf("zstd -d: %d bytes, %v", len(out), err)
+	}
+}
+
+// TestVectorRepoV2HasFrames makes sure the frozen version 2 repository exercises what
+// version 2 added: a blob of several zstd frames.
+func TestVectorRepoV2HasFrames(t *testing.T) {
+	ctx := context.Background()
+	pw, err := os.ReadFile(filepath.Join("..", "testdata", "vectors", "repo-v2.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := local.Open(filepath.Join("..", "testdata", "vectors", "repo-v2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, _ := crypto.NewPassphrase(string(bytes.TrimSpace(pw)), 0)
+	r, err := Open(ctx, be, cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	multi := 0
+	for _, p := range r.Index().Packs() {
+		pr, err := r.ReadPack(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range pr.Entries {
+			var h zstd.Header
+			if e.Compression == pack.CompressionZstd && h.Decode(pr.plain[e.Offset:e.Offset+e.Length]) == nil && h.FrameContentSize < uint64(e.RawLength) {
+				multi++
+			}
+		}
+		pr.Close()
+	}
+	if multi == 0 {
+		t.Fatal("no blob of several frames in testdata/vectors/repo-v2")
+	}
+}
+
+// FuzzDecodeBlob feeds stored blob bytes to the decoder: no input may panic, decode
+// past RawLength or return bytes that do not match the blob ID.
+func FuzzDecodeBlob(f *testing.F) {
+	var key [32]byte
+	mac := crypto.NewBlobMAC(key)
+	mixed := append(append(append([]byte{}, benchData(false)[:9000]...), benchData(true)[:3000]...), benchData(false)[:9000]...)
+	for _, data := range [][]byte{benchData(true)[:3000], mixed, []byte("hello, world, hello, world, hello, world, hello, world, hello")} {
+		stored, comp := compress(data, blob.Data, true)
+		f.Add(stored, comp, uint32(len(data)))
+	}
+	f.Add(appendRawFrame(nil, []byte("raw frame")), uint8(1), uint32(9))
+	f.Fuzz(func(t *testing.T, stored []byte, comp uint8, rawLen uint32) {
+		rawLen %= 1 << 16
+		// Decoding succeeds only for the blob whose ID is given: here the stored bytes
+		// themselves, so only a stored form that decodes to itself may pass.
+		e := pack.Entry{ID: mac.Sum(stored), Compression: comp, Length: uint32(len(stored)), RawLength: rawLen}
+		out, err := DecodeBlob(e, stored, nil, mac)
+		if err != nil {
+			return
+		}
+		if len(out) != int(rawLen) || blob.ID(mac.Sum(out)) != e.ID {
+			t.Fatalf("decoded %d bytes (RawLength %d) not matching the ID", len(out), rawLen)
+		}
+	})
+}
