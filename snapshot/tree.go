@@ -135,6 +135,42 @@ func (t *Tree) Sort() {
 	sort.Slice(t.Nodes, func(i, j int) bool { return t.Nodes[i].RawName() < t.Nodes[j].RawName() })
 }
 
+// Equal reports whether u has the same nodes as t, in the same order, so that both
+// encode to the same bytes (Encode sorts; call Sort on both first).
+func (t *Tree) Equal(u *Tree) bool {
+	if len(t.Nodes) != len(u.Nodes) {
+		return false
+	}
+	for i := range t.Nodes {
+		if !t.Nodes[i].Equal(&u.Nodes[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether n and m encode to the same JSON: every field equal, times as
+// instants (trees hold UTC times), empty and nil slices alike.
+func (n *Node) Equal(m *Node) bool {
+	if n.Name != m.Name || !bytes.Equal(n.NameRaw, m.NameRaw) || n.Type != m.Type || n.Mode != m.Mode ||
+		!n.ModTime.Equal(m.ModTime) || !n.ChangeTime.Equal(m.ChangeTime) || n.ModTime.Location() != m.ModTime.Location() ||
+		n.Inode != m.Inode || n.Device != m.Device || n.UID != m.UID || n.GID != m.GID ||
+		n.User != m.User || n.Group != m.Group || n.Size != m.Size ||
+		n.LinkTarget != m.LinkTarget || !bytes.Equal(n.LinkTargetRaw, m.LinkTargetRaw) ||
+		len(n.Content) != len(m.Content) || (n.Subtree == nil) != (m.Subtree == nil) {
+		return false
+	}
+	if n.Subtree != nil && *n.Subtree != *m.Subtree {
+		return false
+	}
+	for i := range n.Content {
+		if n.Content[i] != m.Content[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // Find returns the node with the raw name, or nil.
 func (t *Tree) Find(name string) *Node {
 	i := sort.Search(len(t.Nodes), func(i int) bool { return t.Nodes[i].RawName() >= name })

@@ -116,3 +116,58 @@ func TestSelectAt(t *testing.T) {
 		t.Error("short prefix accepted")
 	}
 }
+
+// TestTreeEqualMatchesEncoding: backup reuses a parent's tree when Equal says the new
+// one is the same, so Equal must hold exactly when the encodings are equal.
+func TestTreeEqualMatchesEncoding(t *testing.T) {
+	base := sampleTree()
+	enc, _ := base.Encode()
+	decoded, err := snapshot.DecodeTree(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := sampleTree()
+	fresh.Sort()
+	if !decoded.Equal(fresh) || !fresh.Equal(decoded) {
+		t.Fatal("a decoded tree differs from the tree it was encoded from")
+	}
+	other := blob.ID{9}
+	changes := map[string]func(n []snapshot.Node){
+		"mtime":        func(n []snapshot.Node) { n[1].ModTime = n[1].ModTime.Add(time.Nanosecond) },
+		"ctime":        func(n []snapshot.Node) { n[1].ChangeTime = time.Unix(5, 0).UTC() },
+		"mode":         func(n []snapshot.Node) { n[1].Mode = 0o600 },
+		"size":         func(n []snapshot.Node) { n[1].Size++ },
+		"content":      func(n []snapshot.Node) { n[1].Content = []blob.ID{{3}} },
+		"more content": func(n []snapshot.Node) { n[1].Content = append(n[1].Content, blob.ID{3}) },
+		"subtree":      func(n []snapshot.Node) { n[0].Subtree = &other },
+		"no subtree":   func(n []snapshot.Node) { n[0].Subtree = nil },
+		"name":         func(n []snapshot.Node) { n[1].SetName("b file") },
+		"target":       func(n []snapshot.Node) { n[2].SetTarget("../y") },
+		"inode":        func(n []snapshot.Node) { n[1].Inode = 7 },
+		"device":       func(n []snapshot.Node) { n[1].Device = 7 },
+		"owner":        func(n []snapshot.Node) { n[1].UID, n[1].User = 1000, "alice" },
+		"group":        func(n []snapshot.Node) { n[1].GID, n[1].Group = 1000, "staff" },
+		"local time":   func(n []snapshot.Node) { n[1].ModTime = n[1].ModTime.In(time.FixedZone("X", 3600)) },
+	}
+	for name, change := range changes {
+		tr := sampleTree()
+		tr.Sort()
+		change(tr.Nodes)
+		tr.Sort()
+		got, _ := tr.Encode()
+		if tr.Equal(decoded) || decoded.Equal(tr) {
+			t.Errorf("%s: Equal despite the change", name)
+		}
+		if string(got) == string(enc) {
+			t.Errorf("%s: the change does not show in the encoding", name)
+		}
+	}
+	// Nil and empty slices encode alike and are equal.
+	a, b := sampleTree(), sampleTree()
+	a.Nodes[2].Content, b.Nodes[2].Content = nil, []blob.ID{}
+	ea, _ := a.Encode()
+	eb, _ := b.Encode()
+	if !a.Equal(b) || string(ea) != string(eb) {
+		t.Fatal("nil and empty content differ")
+	}
+}

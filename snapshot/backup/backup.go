@@ -473,8 +473,11 @@ func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
 		switch {
 		case cfi.Mode().IsRegular():
 			job := &fileJob{path: child, name: name, fi: cfi, parent: pn, dirWG: &wg}
-			wg.Add(1)
 			jobs = append(jobs, job)
+			if b.reuseUnchanged(job) {
+				continue
+			}
+			wg.Add(1)
 			select {
 			case b.jobs <- job:
 			case <-b.ctx.Done():
@@ -510,8 +513,11 @@ func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
 			tree.Nodes = append(tree.Nodes, *j.node)
 		}
 	}
-	id, err := b.saveTree(tree)
-	if err != nil {
+	var id blob.ID
+	if tree.Sort(); parentTree != nil && parentTree.Equal(tree) && b.r.HasBlob(*parent) {
+		// Nothing in the directory changed: its tree is the parent's, already stored.
+		id = *parent
+	} else if id, err = b.saveTree(tree); err != nil {
 		return nil, err
 	}
 	n := b.nodeFromInfo(filepath.Base(path), fi)

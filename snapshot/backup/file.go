@@ -57,16 +57,39 @@ func (b *backup) worker() {
 
 // unchanged reports whether the parent snapshot's node describes the same file
 // content: same size, mtime, ctime and inode, and all its blobs still indexed.
-func (w *worker) unchanged(n, parent *snapshot.Node) bool {
+func (b *backup) unchanged(n, parent *snapshot.Node) bool {
 	if parent == nil || parent.Type != snapshot.TypeFile || parent.Size != n.Size ||
 		!parent.ModTime.Equal(n.ModTime) || !parent.ChangeTime.Equal(n.ChangeTime) || parent.Inode != n.Inode {
 		return false
 	}
 	for _, id := range parent.Content {
-		if !w.b.r.HasBlob(id) {
+		if !b.r.HasBlob(id) {
 			return false
 		}
 	}
+	return true
+}
+
+// reuseUnchanged sets job.node from the parent snapshot and reports true when the
+// file is unchanged (see unchanged): such files are never opened, and the walker
+// handles them itself instead of handing them to a worker.
+func (b *backup) reuseUnchanged(job *fileJob) bool {
+	if job.parent == nil {
+		return false
+	}
+	n := b.nodeFromInfo(job.name, job.fi)
+	n.Type = snapshot.TypeFile
+	n.Size = uint64(job.fi.Size())
+	if !b.unchanged(n, job.parent) {
+		return false
+	}
+	n.Content = job.parent.Content
+	job.node = n
+	b.countFile(n.Size)
+	b.prog.Bytes.Add(n.Size)
+	b.sumMu.Lock()
+	b.sum.FilesUnchanged++
+	b.sumMu.Unlock()
 	return true
 }
 
@@ -74,17 +97,7 @@ func (w *worker) file(job *fileJob) {
 	b := w.b
 	cur := job.path
 	b.prog.Current.Store(&cur)
-	n := b.nodeFromInfo(job.name, job.fi)
-	n.Type = snapshot.TypeFile
-	n.Size = uint64(job.fi.Size())
-	if w.unchanged(n, job.parent) {
-		n.Content = job.parent.Content
-		job.node = n
-		b.countFile(n.Size)
-		b.prog.Bytes.Add(n.Size)
-		b.sumMu.Lock()
-		b.sum.FilesUnchanged++
-		b.sumMu.Unlock()
+	if b.reuseUnchanged(job) {
 		return
 	}
 	f, err := os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
@@ -109,7 +122,7 @@ func (w *worker) file(job *fileJob) {
 		b.warn(job.path, errors.New("replaced by a non-regular file while being read; skipped"))
 		return
 	}
-	n = b.nodeFromInfo(job.name, fi)
+	n := b.nodeFromInfo(job.name, fi)
 	n.Type = snapshot.TypeFile
 	content, size, err := w.store(f, fi.Size())
 	if err != nil {
