@@ -86,6 +86,9 @@ type backup struct {
 	skipped []error
 	names   *nameCache
 	failed  atomic.Pointer[error]
+	// walkers limits the directories walked at once besides the first (a token per
+	// extra walker): unchanged files and parent trees are handled by walkers.
+	walkers chan struct{}
 }
 
 // Run makes a snapshot of opts.Paths (and the database, if any). The index must be
@@ -114,7 +117,8 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*Result, error)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	b := &backup{ctx: ctx, r: r, opts: opts, prog: opts.Progress, jobs: make(chan *fileJob, opts.Workers*2), names: newNameCache()}
+	b := &backup{ctx: ctx, r: r, opts: opts, prog: opts.Progress, jobs: make(chan *fileJob, opts.Workers*2), names: newNameCache(),
+		walkers: make(chan struct{}, opts.Workers)}
 	b.sum.Start = time.Now()
 	b.w = r.NewWriter(ctx, opts.Writer)
 
@@ -284,7 +288,11 @@ func (b *backup) saveRoot() (blob.ID, error) {
 		parentRoot = &b.opts.Parent.Tree
 	}
 	if root.source {
-		n, err := b.saveDir("/", parentRoot)
+		fi, err := os.Lstat("/")
+		if err != nil {
+			return blob.ID{}, fmt.Errorf("source /: %w", err)
+		}
+		n, err := b.saveDir("/", fi, parentRoot)
 		if err != nil {
 			return blob.ID{}, err
 		}
@@ -378,7 +386,7 @@ func (b *backup) saveEntry(path string, parent *snapshot.Node) (*snapshot.Node, 
 		if parent != nil && parent.Type == snapshot.TypeDir {
 			psub = parent.Subtree
 		}
-		return b.saveDir(path, psub)
+		return b.saveDir(path, fi, psub)
 	case fi.Mode().IsRegular():
 		job := &fileJob{path: path, name: filepath.Base(path), fi: fi, parent: parent}
 		job.wg.Add(1)
@@ -430,16 +438,13 @@ func (b *backup) countFile(size uint64) {
 	b.sumMu.Unlock()
 }
 
-func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
+// saveDir backs up the directory at path, whose Lstat result is fi.
+func (b *backup) saveDir(path string, fi fs.FileInfo, parent *blob.ID) (*snapshot.Node, error) {
 	if err := b.ctx.Err(); err != nil {
 		return nil, err
 	}
 	if f := b.failed.Load(); f != nil {
 		return nil, *f
-	}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", path, err)
 	}
 	var parentTree *snapshot.Tree
 	if parent != nil {
@@ -452,6 +457,12 @@ func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
 	tree := &snapshot.Tree{}
 	var jobs []*fileJob
 	var wg sync.WaitGroup
+	type subdir struct {
+		node *snapshot.Node
+		err  error
+	}
+	var subdirs []*subdir
+	var dirWG sync.WaitGroup
 	for _, name := range names {
 		child := filepath.Join(path, name)
 		if Excluded(b.opts.Excludes, child) {
@@ -482,6 +493,7 @@ func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
 			case b.jobs <- job:
 			case <-b.ctx.Done():
 				wg.Done()
+				dirWG.Wait()
 				wg.Wait()
 				return nil, b.ctx.Err()
 			}
@@ -490,13 +502,22 @@ func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
 			if pn != nil && pn.Type == snapshot.TypeDir {
 				psub = pn.Subtree
 			}
-			n, err := b.saveDir(child, psub)
-			if err != nil {
-				wg.Wait()
-				return nil, err
-			}
-			if n != nil {
-				tree.Nodes = append(tree.Nodes, *n)
+			sd := &subdir{}
+			subdirs = append(subdirs, sd)
+			select {
+			case b.walkers <- struct{}{}:
+				// A spare walker: the subdirectory is walked alongside this one.
+				dirWG.Add(1)
+				go func() {
+					defer func() { <-b.walkers; dirWG.Done() }()
+					sd.node, sd.err = b.saveDir(child, cfi, psub)
+				}()
+			default:
+				if sd.node, sd.err = b.saveDir(child, cfi, psub); sd.err != nil {
+					dirWG.Wait()
+					wg.Wait()
+					return nil, sd.err
+				}
 			}
 		case cfi.Mode()&fs.ModeSymlink != 0:
 			n, _ := b.symlinkNode(child, name, cfi)
@@ -507,13 +528,23 @@ func (b *backup) saveDir(path string, parent *blob.ID) (*snapshot.Node, error) {
 			b.notice(child, fmt.Errorf("skipped %s (not a regular file, directory or symlink)", fileKind(cfi.Mode())))
 		}
 	}
+	dirWG.Wait()
 	wg.Wait()
+	for _, sd := range subdirs {
+		if sd.err != nil {
+			return nil, sd.err
+		}
+		if sd.node != nil {
+			tree.Nodes = append(tree.Nodes, *sd.node)
+		}
+	}
 	for _, j := range jobs {
 		if j.node != nil {
 			tree.Nodes = append(tree.Nodes, *j.node)
 		}
 	}
 	var id blob.ID
+	var err error
 	if tree.Sort(); parentTree != nil && parentTree.Equal(tree) && b.r.HasBlob(*parent) {
 		// Nothing in the directory changed: its tree is the parent's, already stored.
 		id = *parent
