@@ -42,7 +42,7 @@ func BenchmarkCompressDataSet(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				out = 0
 				for _, blk := range blocks {
-					c, _ := compress(blk, blob.Data, v >= 2)
+					c, _ := compress(nil, blk, blob.Data, v >= 2)
 					out += len(c)
 				}
 			}

@@ -61,7 +61,7 @@ func TestCompressRoundTrip(t *testing.T) {
 	}
 	for name, data := range cases {
 		for _, segmented := range []bool{false, true} {
-			stored, comp := compress(data, blob.Data, segmented)
+			stored, comp := compress(nil, data, blob.Data, segmented)
 			e := pack.Entry{ID: mac.Sum(data), Compression: comp, Length: uint32(len(stored)), RawLength: uint32(len(data))}
 			got, err := DecodeBlob(e, stored, nil, mac)
 			if err != nil || !bytes.Equal(got, data) {
@@ -78,14 +78,14 @@ func TestCompressRoundTrip(t *testing.T) {
 	}
 	// Mixed blobs in version 2 are compressed, in several frames, and smaller than
 	// version 1 makes them.
-	s2, c2 := compress(pdf, blob.Data, true)
-	s1, _ := compress(pdf, blob.Data, false)
+	s2, c2 := compress(nil, pdf, blob.Data, true)
+	s1, _ := compress(nil, pdf, blob.Data, false)
 	var h zstd.Header
 	if c2 != pack.CompressionZstd || h.Decode(s2) != nil || h.FrameContentSize >= uint64(len(pdf)) || len(s2) >= len(s1) {
 		t.Fatalf("pdf v2: compression %d, first frame %d bytes, %d stored vs v1 %d", c2, h.FrameContentSize, len(s2), len(s1))
 	}
 	// Random data is stored as it is.
-	if _, c := compress(random, blob.Data, true); c != pack.CompressionNone {
+	if _, c := compress(nil, random, blob.Data, true); c != pack.CompressionNone {
 		t.Fatalf("random data compressed (%d)", c)
 	}
 }
@@ -99,7 +99,7 @@ func TestRawFramesStandardDecoder(t *testing.T) {
 		t.Skip("zstd command not installed (apt-get install zstd)")
 	}
 	pdf := pdfLike()
-	stored, _ := compress(pdf, blob.Data, true)
+	stored, _ := compress(nil, pdf, blob.Data, true)
 	cmd := exec.Command(zstdCmd, "-d", "-c")
 	cmd.Stdin = bytes.NewReader(stored)
 	out, err := cmd.Output()
@@ -154,7 +154,7 @@ func FuzzDecodeBlob(f *testing.F) {
 	mac := crypto.NewBlobMAC(key)
 	mixed := append(append(append([]byte{}, benchData(false)[:9000]...), benchData(true)[:3000]...), benchData(false)[:9000]...)
 	for _, data := range [][]byte{benchData(true)[:3000], mixed, []byte("hello, world, hello, world, hello, world, hello, world, hello")} {
-		stored, comp := compress(data, blob.Data, true)
+		stored, comp := compress(nil, data, blob.Data, true)
 		f.Add(stored, comp, uint32(len(data)))
 	}
 	f.Add(appendRawFrame(nil, []byte("raw frame")), uint8(1), uint32(9))

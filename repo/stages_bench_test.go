@@ -53,7 +53,7 @@ func BenchmarkCompress(b *testing.B) {
 				b.SetBytes(int64(len(c.data)))
 				var out []byte
 				for i := 0; i < b.N; i++ {
-					out, _ = compress(c.data, blob.Data, v >= 2)
+					out, _ = compress(nil, c.data, blob.Data, v >= 2)
 				}
 				b.ReportMetric(float64(len(out))/float64(len(c.data)), "ratio")
 			})

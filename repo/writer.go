@@ -19,6 +19,10 @@ import (
 	"github.com/zeebo/blake3"
 )
 
+// compressBufs recycles the buffers blobs are compressed into: SaveBlob copies the
+// stored form into its pack before it returns.
+var compressBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b }}
+
 // WriterOptions tunes a write session.
 type WriterOptions struct {
 	// Uploaders is the number of packs uploaded at once (0: 2).
@@ -196,7 +200,12 @@ func (w *Writer) SaveBlob(t blob.Type, id ID, data []byte) (bool, error) {
 	w.pending[id] = struct{}{}
 	w.mu.Unlock()
 
-	stored, comp := compress(data, t, w.r.cfg.Version >= 2)
+	bp := compressBufs.Get().(*[]byte)
+	defer compressBufs.Put(bp)
+	stored, comp := compress(*bp, data, t, w.r.cfg.Version >= 2)
+	if comp != pack.CompressionNone {
+		*bp = stored[:0] // keep a buffer that had to grow
+	}
 	if t == blob.Tree {
 		w.treeMu.Lock()
 		p, err := w.add(w.treePacker, t, id, comp, stored, len(data))
