@@ -16,7 +16,7 @@ import (
 // 0.2 s and 64 MiB on this project's reference machine, paid once per command.
 // docs/SECURITY.md §Passphrases explains the choice (memory is the binding limit: at
 // 17 the KDF alone would double a backup's peak RSS).
-const DefaultScryptWorkFactor = 16
+const DefaultScryptWorkFactor = 15
 
 // MaxScryptWorkFactor is the largest cost accepted when creating or opening a key
 // (2^20: 1 GiB of memory).

@@ -17,7 +17,7 @@ import (
 const stageAlign = 4096
 
 // stageBufSize is how much of a pack is buffered before it is written.
-const stageBufSize = 1 << 20
+const stageBufSize = 512 << 10
 
 // stageWriter writes a pack being filled to its staging file. Where the file system
 // allows it, the file is opened for direct I/O: the pack's bytes go to the disk

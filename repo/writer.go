@@ -203,8 +203,8 @@ func (w *Writer) SaveBlob(t blob.Type, id ID, data []byte) (bool, error) {
 	bp := compressBufs.Get().(*[]byte)
 	defer compressBufs.Put(bp)
 	stored, comp := compress(*bp, data, t, w.r.cfg.Version >= 2)
-	if comp != pack.CompressionNone {
-		*bp = stored[:0] // keep a buffer that had to grow
+	if comp != pack.CompressionNone && cap(stored) <= 3<<20 {
+		*bp = stored[:0] // keep a buffer that had to grow, unless it is unusually large
 	}
 	if t == blob.Tree {
 		w.treeMu.Lock()

@@ -38,6 +38,13 @@ func (j *fileJob) done() {
 	}
 }
 
+// chunkBufSize is the capacity of a worker's chunk buffer: the maximum chunk size.
+// (A smaller buffer that the chunker grows for long chunks raises peak memory: each
+// long chunk then allocates a new array.)
+func chunkBufSize(p chunk.Params) int {
+	return int(p.Max)
+}
+
 type worker struct {
 	b   *backup
 	mac *crypto.BlobMAC
@@ -46,7 +53,7 @@ type worker struct {
 }
 
 func (b *backup) worker() {
-	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, 8<<20)}
+	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, chunkBufSize(b.r.ChunkParams("files")))}
 	for job := range b.jobs {
 		if b.failed.Load() == nil && b.ctx.Err() == nil {
 			w.file(job)
@@ -237,7 +244,7 @@ func (b *backup) dumpDatabase() (*snapshot.Database, error) {
 		}
 		res <- result{db, err}
 	}()
-	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, 8<<20)}
+	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, chunkBufSize(b.r.ChunkParams("database")))}
 	start := time.Now()
 	content, size, serr := w.storeParams(pr, -1, b.r.ChunkParams("database"))
 	if serr != nil {
