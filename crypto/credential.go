@@ -12,10 +12,10 @@ import (
 	"filippo.io/age/plugin"
 )
 
-// DefaultScryptWorkFactor is the scrypt cost (log2 N) of passphrase key files: about
-// 0.2 s and 64 MiB on this project's reference machine, paid once per command.
-// docs/SECURITY.md §Passphrases explains the choice (memory is the binding limit: at
-// 17 the KDF alone would double a backup's peak RSS).
+// DefaultScryptWorkFactor is the scrypt cost (log2 N) of new passphrase key files:
+// about 0.09 s and 32 MiB on this project's reference machine, paid once per command.
+// docs/SECURITY.md §Passphrases explains the choice: at 16 the KDF was half of an
+// unchanged re-backup and set a backup's peak memory.
 const DefaultScryptWorkFactor = 15
 
 // MaxScryptWorkFactor is the largest cost accepted when creating or opening a key

@@ -49,8 +49,7 @@ func (g *globalOptions) addFlags(c *cobra.Command) {
 	f.StringVar(&g.identityFile, "identity-file", "", "use an age identity file instead of a passphrase (default: $CAIRN_IDENTITY_FILE)")
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors and warnings")
-	f.IntVar(&g.kdfWorkFactor, "kdf-work-factor", 0, "scrypt cost (log2 N) for new passphrase keys (default 16)")
-	_ = f.MarkHidden("kdf-work-factor")
+	f.IntVar(&g.kdfWorkFactor, "kdf-work-factor", 0, "scrypt cost (log2 N, 10-22) of new passphrase keys; each step doubles time and memory (default 15)")
 	f.StringVar(&g.configFile, "config", "", "application config file (default: $CAIRN_CONFIG or ./cairn.toml)")
 }
 
