@@ -374,3 +374,44 @@ func subtreeOf(t *testing.T, r *repo.Repository, sn *snapshot.Snapshot, path str
 	}
 	return id
 }
+
+// TestSQLiteFilesUseDatabaseChunking: a SQLite database changed in one place costs a
+// few database-sized chunks, not a 1.5 MiB media chunk; other files keep the media
+// chunking.
+func TestSQLiteFilesUseDatabaseChunking(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		magic    string
+		maxAdded int64
+		minAdded int64
+	}{
+		{"sqlite", "SQLite format 3\x00", 600 << 10, 0},
+		{"other", "not a database!!", 16 << 20, 600 << 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := t.TempDir()
+			data := make([]byte, 6<<20)
+			rng := rand.New(rand.NewPCG(3, 4))
+			for i := range data {
+				data[i] = byte(rng.Uint32())
+			}
+			copy(data, c.magic)
+			path := filepath.Join(src, "db.sqlite3")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dir, be := newRepo(t)
+			res := runBackup(t, openRepo(t, be), []string{src}, nil)
+			before := repoSize(t, dir)
+			copy(data[3<<20:], "a changed row in the middle of the file")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			runBackup(t, openRepo(t, be), []string{src}, res.Snapshot)
+			added := repoSize(t, dir) - before
+			if added > c.maxAdded || added < c.minAdded {
+				t.Fatalf("one changed spot added %d bytes (want %d..%d)", added, c.minAdded, c.maxAdded)
+			}
+		})
+	}
+}
