@@ -26,7 +26,8 @@ const textWindow = 1 << 20
 
 // zstdTrees compresses tree blobs, which are small, few and read often: default level.
 var zstdTrees, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true))
+	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true),
+	zstd.WithWindowSize(textWindow))
 
 // zstdSampler tries small samples as cheaply as possible.
 var zstdSampler, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),

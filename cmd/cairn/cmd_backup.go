@@ -127,6 +127,7 @@ func runBackup(ctx context.Context, g *globalOptions, opts backupOptions, paths 
 		} else if ad.Packs > 0 {
 			g.verbosef("resumed: indexed %d packs (%s) of an interrupted backup\n", ad.Packs, formatBytes(uint64(ad.Bytes)))
 		}
+		limitMemory(backupWorkingSet)
 		bopts := backup.Options{Paths: paths, Excludes: excludes, Tags: opts.tags, Host: opts.host, Time: snapTime,
 			ProgramVersion: "cairn " + version}
 		if cfg != nil {

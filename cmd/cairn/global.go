@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -241,6 +242,27 @@ func (g *globalOptions) openRepo(ctx context.Context) (*repo.Repository, error) 
 	// against the rest of the command's resident memory.
 	debug.FreeOSMemory()
 	return r, nil
+}
+
+// backupWorkingSet is what a backup keeps live besides the index: per worker an
+// 8 MiB chunk buffer and a compression buffer, zstd's encoder state, pack staging
+// buffers (docs/PERFORMANCE.md §Memory), with room for the garbage between GCs.
+const backupWorkingSet = 56 << 20
+
+// limitMemory sets the Go runtime's soft memory limit to the heap now live (the
+// index, once loaded) plus working. GOGC alone lets the heap reach 1.5× a peak of
+// in-flight buffers, and the runtime returns freed pages to the system only lazily;
+// with the limit, a backup's resident memory stays near what it uses. The limit grows
+// with the index, so large repositories are not starved (GOGC=50 still paces the GC
+// below it). GOMEMLIMIT in the environment overrides it.
+func limitMemory(working int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	debug.SetMemoryLimit(int64(ms.HeapAlloc) + working)
 }
 
 // withRepo opens the repository, optionally takes a lock, runs fn and closes all.
