@@ -8,13 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"unsafe"
+
+	"github.com/cairn-backup/cairn/internal/directio"
 )
 
-// stageAlign is the alignment direct I/O needs for buffers, offsets and lengths on
-// every Linux file system cairn stages packs on (the logical block size is 512 or
-// 4096 bytes).
-const stageAlign = 4096
+// stageAlign is the alignment direct I/O needs for buffers, offsets and lengths.
+const stageAlign = directio.Align
 
 // stageBufSize is how much of a pack is buffered before it is written.
 const stageBufSize = 512 << 10
@@ -54,18 +53,7 @@ func createStageFile(dir string) (*stageWriter, error) {
 		}
 		break
 	}
-	return &stageWriter{f: f, direct: direct, buf: alignedBuffer(stageBufSize)}, nil
-}
-
-// alignedBuffer returns an empty slice of capacity n whose first byte is aligned to
-// stageAlign.
-func alignedBuffer(n int) []byte {
-	b := make([]byte, n+stageAlign)
-	off := 0
-	if r := int(uintptr(unsafePointer(b)) % stageAlign); r != 0 {
-		off = stageAlign - r
-	}
-	return b[off : off : off+n]
+	return &stageWriter{f: f, direct: direct, buf: directio.Buffer(stageBufSize)}, nil
 }
 
 func (s *stageWriter) Write(p []byte) (int, error) {
@@ -132,11 +120,25 @@ func (s *stageWriter) endDirect() error {
 	if !s.direct {
 		return nil
 	}
-	if err := clearDirect(s.f); err != nil {
+	if err := directio.Clear(s.f); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Base(s.f.Name()), err)
 	}
 	s.direct = false
 	return nil
 }
 
-func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
+// openStageFile creates name exclusively, for direct I/O where the file system
+// supports it (tmpfs, for one, does not: the file is then opened normally).
+func openStageFile(name string) (*os.File, bool, error) {
+	if directio.Flag != 0 {
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|directio.Flag, 0o600)
+		if err == nil {
+			return f, true, nil
+		}
+		if !errors.Is(err, syscall.EINVAL) {
+			return nil, false, err
+		}
+	}
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	return f, false, err
+}

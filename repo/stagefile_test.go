@@ -49,16 +49,3 @@ func TestStageWriterRoundTrip(t *testing.T) {
 		}
 	}
 }
-
-func TestAlignedBuffer(t *testing.T) {
-	for i := 0; i < 20; i++ {
-		b := alignedBuffer(stageBufSize)
-		if len(b) != 0 || cap(b) != stageBufSize {
-			t.Fatalf("len %d cap %d", len(b), cap(b))
-		}
-		b = b[:1]
-		if p := uintptr(unsafePointer(b)); p%stageAlign != 0 {
-			t.Fatalf("buffer at %#x is not aligned", p)
-		}
-	}
-}

@@ -1,0 +1,30 @@
+// Package directio writes files past the page cache (Linux O_DIRECT) where the
+// platform and the file system allow it, and falls back to ordinary writes where they
+// do not. cairn writes pack files and restored files once and does not read them back
+// soon; on its reference machine, putting those bytes into the page cache costs more
+// kernel time than encrypting them (docs/PERFORMANCE.md §Pack files). Both the pack
+// writer (repo) and the restorer (snapshot/restore) use it, so it has a package of
+// its own.
+package directio
+
+import "unsafe"
+
+// Align is the alignment direct writes need for buffers, file offsets and lengths on
+// every Linux file system cairn writes to (the logical block size is 512 or 4096
+// bytes).
+const Align = 4096
+
+// Buffer returns an empty slice of capacity n whose first byte is aligned to Align.
+func Buffer(n int) []byte {
+	b := make([]byte, n+Align)
+	off := 0
+	if r := int(uintptr(unsafe.Pointer(&b[0])) % Align); r != 0 {
+		off = Align - r
+	}
+	return b[off : off : off+n]
+}
+
+// Aligned reports whether b starts at an Align boundary.
+func Aligned(b []byte) bool {
+	return len(b) == 0 || uintptr(unsafe.Pointer(&b[0]))%Align == 0
+}
