@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -131,7 +132,14 @@ func (w *worker) file(job *fileJob) {
 	}
 	n := b.nodeFromInfo(job.name, fi)
 	n.Type = snapshot.TypeFile
-	content, size, err := w.storeParams(f, fi.Size(), w.b.r.ChunkParams(chunkingFor(f)))
+	params := w.b.r.ChunkParams(chunkingFor(f))
+	var content []blob.ID
+	var size uint64
+	if old := w.parentChunks(job.parent); len(old) >= 2 && fi.Size() >= int64(params.Min) {
+		content, size, err = w.storeChanged(f, params, old)
+	} else {
+		content, size, err = w.storeParams(f, fi.Size(), params)
+	}
 	if err != nil {
 		if b.ctx.Err() != nil || errors.Is(err, errStore) {
 			b.fail(err)
@@ -217,6 +225,12 @@ func (w *worker) storeParams(rd io.Reader, sizeHint int64, p chunk.Params) ([]bl
 	} else {
 		w.ch.Reset(rd, w.b.r.Polynomial(), p)
 	}
+	if p.Max <= pipelineMaxChunk {
+		if err := w.chunkPipelined(p, save); err != nil {
+			return nil, 0, err
+		}
+		return ids, total, nil
+	}
 	for {
 		if err := w.b.ctx.Err(); err != nil {
 			return nil, 0, err
@@ -233,6 +247,172 @@ func (w *worker) storeParams(rd io.Reader, sizeHint int64, p chunk.Params) ([]bl
 		}
 	}
 	return ids, total, nil
+}
+
+// oldChunk is a content blob of a file's previous version.
+type oldChunk struct {
+	id   blob.ID
+	off  int64
+	size int64
+}
+
+// parentChunks returns the blobs of a file's previous version with their offsets, or
+// nil if there is none or a blob is no longer indexed.
+func (w *worker) parentChunks(parent *snapshot.Node) []oldChunk {
+	if parent == nil || parent.Type != snapshot.TypeFile || len(parent.Content) < 2 {
+		return nil
+	}
+	old := make([]oldChunk, len(parent.Content))
+	var off int64
+	for i, id := range parent.Content {
+		loc, ok := w.b.r.LookupBlob(id)
+		if !ok {
+			return nil
+		}
+		old[i] = oldChunk{id: id, off: off, size: int64(loc.Entry.RawLength)}
+		off += old[i].size
+	}
+	return old
+}
+
+// storeChanged stores a changed file whose previous version was stored as old. Where
+// an old chunk's bytes are still there at the same offset (its blob ID matches), the
+// chunk is kept without running the chunker over it; from the first chunk that
+// differs, the chunker runs until it ends a chunk where an old chunk starts, and the
+// comparison resumes there. Since chunk boundaries depend only on the bytes since the
+// previous boundary, this gives the chunks a full pass would give, for the cost of
+// hashing the unchanged parts: a SQLite database with a few changed pages, or a file
+// grown at its end, is not chunked again whole (docs/PERFORMANCE.md §Changed files).
+// Every chunk returned is either verified by its ID or made by the chunker, so the
+// content is right even when old was chunked with other parameters.
+func (w *worker) storeChanged(f *os.File, p chunk.Params, old []oldChunk) ([]blob.ID, uint64, error) {
+	var ids []blob.ID
+	var pos int64
+	buf := w.buf[:0]
+	i := 0 // next old chunk to compare
+	for {
+		if err := w.b.ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		// Compare mode: old[i] starts at pos.
+		for i < len(old) && old[i].off == pos && old[i].size <= int64(cap(buf)) {
+			data := buf[:old[i].size]
+			n, err := io.ReadFull(f, data)
+			if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+				return nil, 0, err
+			}
+			if n < len(data) || w.mac.Sum(data) != old[i].id {
+				break
+			}
+			if i == len(old)-1 {
+				// The old last chunk ended at the old end of file, which is not a
+				// chunk boundary if the file goes on.
+				var one [1]byte
+				if m, _ := f.ReadAt(one[:], pos+int64(n)); m > 0 {
+					break
+				}
+			}
+			if !w.b.r.HasBlob(old[i].id) {
+				break
+			}
+			ids = append(ids, old[i].id)
+			pos += int64(n)
+			w.b.prog.BytesRead.Add(uint64(n))
+			w.b.prog.Bytes.Add(uint64(n))
+			i++
+		}
+		// Chunk mode from pos, until a chunk ends where an old chunk starts.
+		if _, err := f.Seek(pos, io.SeekStart); err != nil {
+			return nil, 0, err
+		}
+		if w.ch == nil {
+			w.ch = chunk.New(f, w.b.r.Polynomial(), p)
+		} else {
+			w.ch.Reset(f, w.b.r.Polynomial(), p)
+		}
+		synced := false
+		for !synced {
+			c, err := w.ch.Next(w.buf[:cap(w.buf)])
+			if err == io.EOF {
+				return ids, uint64(pos), nil
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			id := blob.ID(w.mac.Sum(c.Data))
+			if _, err := w.b.w.SaveBlob(blob.Data, id, c.Data); err != nil {
+				return nil, 0, &storeError{err}
+			}
+			ids = append(ids, id)
+			pos += int64(len(c.Data))
+			w.b.prog.BytesRead.Add(uint64(len(c.Data)))
+			w.b.prog.Bytes.Add(uint64(len(c.Data)))
+			for i < len(old) && old[i].off < pos {
+				i++
+			}
+			synced = i < len(old) && old[i].off == pos
+		}
+		if _, err := f.Seek(pos, io.SeekStart); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// pipelineMaxChunk: streams chunked with small chunks (database dumps and SQLite
+// files, at most 256 KiB a chunk) are chunked on one goroutine and hashed,
+// compressed and stored on another. Such a stream is usually one large file that
+// would otherwise keep one core busy while the other waits for it; media chunks are
+// too large to buffer several of per worker, and media comes in many files.
+const pipelineMaxChunk = 1 << 20
+
+// pipelineDepth is the number of chunk buffers in flight per pipelined stream.
+const pipelineDepth = 4
+
+// chunkPipelined reads chunks from w.ch and hands them, in order, to save on a
+// second goroutine.
+func (w *worker) chunkPipelined(p chunk.Params, save func([]byte) error) error {
+	free := make(chan []byte, pipelineDepth)
+	for i := 0; i < pipelineDepth; i++ {
+		free <- make([]byte, 0, p.Max)
+	}
+	work := make(chan []byte, pipelineDepth)
+	var saveErr error
+	var failed atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for data := range work {
+			if saveErr == nil {
+				if saveErr = save(data); saveErr != nil {
+					failed.Store(true)
+				}
+			}
+			free <- data[:0]
+		}
+	}()
+	var err error
+	for !failed.Load() {
+		if err = w.b.ctx.Err(); err != nil {
+			break
+		}
+		buf := <-free
+		var c chunk.Chunk
+		c, err = w.ch.Next(buf[:cap(buf)])
+		if err != nil {
+			free <- buf
+			if err == io.EOF {
+				err = nil
+			}
+			break
+		}
+		work <- c.Data
+	}
+	close(work)
+	<-done
+	if saveErr != nil {
+		return saveErr
+	}
+	return err
 }
 
 // dumpDatabase streams the dump into the repository as the single file of a tree.
