@@ -466,9 +466,9 @@ func TestChangedFileChunksLikeFullPass(t *testing.T) {
 			if err := os.Chtimes(path, time.Now(), time.Now().Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
-			r := openRepo(t, be)
-			incremental := runBackup(t, r, []string{src}, first.Snapshot)
+			incremental := runBackup(t, openRepo(t, be), []string{src}, first.Snapshot)
 			full := runBackup(t, openRepo(t, be), []string{src}, nil)
+			r := openRepo(t, be)
 			a, b := fileContent(t, r, incremental.Snapshot, path), fileContent(t, r, full.Snapshot, path)
 			if len(a) < 10 || !slices.Equal(a, b) {
 				t.Fatalf("chunks after the change: %d from comparing, %d from a full pass, equal %v", len(a), len(b), slices.Equal(a, b))
