@@ -1,10 +1,9 @@
 // Package directio writes files past the page cache (Linux O_DIRECT) where the
 // platform and the file system allow it, and falls back to ordinary writes where they
-// do not. cairn writes pack files and restored files once and does not read them back
-// soon; on its reference machine, putting those bytes into the page cache costs more
-// kernel time than encrypting them (docs/PERFORMANCE.md §Pack files). Both the pack
-// writer (repo) and the restorer (snapshot/restore) use it, so it has a package of
-// its own.
+// do not. cairn writes pack files once and reads them back rarely; on its reference
+// machine, putting those bytes into the page cache costs more kernel time than
+// encrypting them (docs/PERFORMANCE.md §Pack files). It holds the platform-specific
+// parts (the open flag, turning direct I/O off) apart from the pack writer.
 package directio
 
 import "unsafe"

@@ -10,9 +10,7 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"syscall"
 
-	"github.com/cairn-backup/cairn/internal/directio"
 	"github.com/cairn-backup/cairn/repo"
 	"github.com/cairn-backup/cairn/repo/blob"
 	"github.com/cairn-backup/cairn/repo/index"
@@ -31,16 +29,9 @@ type fileState struct {
 	elem      *list.Element // in handleCache.lru while fh is open (guarded by handleCache.mu)
 	created   bool
 	remaining int // blob writes still to do
-	// direct: fh writes past the page cache. Blobs that arrive in file order are
-	// written in aligned blocks from cursor; carry holds the in-order bytes after
-	// cursor that do not fill a block yet. The first blob out of order, or the end
-	// of the file, writes carry and turns direct I/O off (directio).
-	direct   bool
-	cursor   int64
-	carry    []byte
-	done     bool
-	failed   bool
-	closeErr error // from closing an evicted handle
+	done      bool
+	failed    bool
+	closeErr  error // from closing an evicted handle
 }
 
 // target is one place a blob goes.
@@ -249,17 +240,7 @@ func (rs *restorer) write(t target, data []byte) {
 		rs.failLocked(f, err)
 		return
 	}
-	if f.direct && t.off == f.cursor+int64(len(f.carry)) {
-		err = rs.writeDirect(f, fh, data)
-	} else {
-		if f.direct {
-			err = rs.endDirect(f, fh)
-		}
-		if err == nil {
-			_, err = fh.WriteAt(data, t.off)
-		}
-	}
-	if err != nil {
+	if _, err := fh.WriteAt(data, t.off); err != nil {
 		if isNoSpace(err) {
 			rs.setFatal(fmt.Errorf("restore %q: disk full: %w", display(f.rel), err))
 		}
@@ -271,86 +252,6 @@ func (rs *restorer) write(t target, data []byte) {
 	if f.remaining == 0 {
 		rs.finishLocked(f)
 	}
-}
-
-// directMin: files smaller than this are written through the page cache; for them
-// the extra system calls would cost more than direct I/O saves.
-const directMin = 64 << 10
-
-// bounceBufs hold the aligned copies direct writes need (blob data in a pack is not
-// aligned in memory or in the file).
-var bounceBufs = sync.Pool{New: func() any { b := directio.Buffer(1 << 20); return &b }}
-
-// writeDirect writes data, which continues f's in-order bytes, in aligned blocks and
-// keeps the unaligned rest in f.carry.
-func (rs *restorer) writeDirect(f *fileState, fh *os.File, data []byte) error {
-	bp := bounceBufs.Get().(*[]byte)
-	defer bounceBufs.Put(bp)
-	b := append((*bp)[:0], f.carry...)
-	f.carry = f.carry[:0]
-	for {
-		n := copy(b[len(b):cap(b)], data)
-		b, data = b[:len(b)+n], data[n:]
-		if len(b) < cap(b) {
-			break
-		}
-		if err := rs.writeBlock(f, fh, b, data); err != nil || !f.direct {
-			return err
-		}
-		b = b[:0]
-		if len(data) == 0 {
-			break
-		}
-	}
-	aligned := len(b) &^ (directio.Align - 1)
-	if aligned > 0 {
-		if err := rs.writeBlock(f, fh, b[:aligned], b[aligned:]); err != nil || !f.direct {
-			return err
-		}
-	}
-	f.carry = append(f.carry, b[aligned:]...)
-	return nil
-}
-
-// writeBlock writes the aligned block b at f.cursor. If the file system refuses the
-// direct write (EINVAL), it turns direct I/O off and writes b and then rest, all that
-// is left of the blob, through the page cache.
-func (rs *restorer) writeBlock(f *fileState, fh *os.File, b, rest []byte) error {
-	_, err := fh.WriteAt(b, f.cursor)
-	if err == nil {
-		f.cursor += int64(len(b))
-		return nil
-	}
-	if !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	if err := directio.Clear(fh); err != nil {
-		return err
-	}
-	f.direct = false
-	if _, err := fh.WriteAt(b, f.cursor); err != nil {
-		return err
-	}
-	_, err = fh.WriteAt(rest, f.cursor+int64(len(b)))
-	return err
-}
-
-// endDirect writes f's carried bytes and turns direct I/O off for the rest of it.
-func (rs *restorer) endDirect(f *fileState, fh *os.File) error {
-	if !f.direct {
-		return nil
-	}
-	if err := directio.Clear(fh); err != nil {
-		return err
-	}
-	f.direct = false
-	if len(f.carry) > 0 {
-		if _, err := fh.WriteAt(f.carry, f.cursor); err != nil {
-			return err
-		}
-	}
-	f.carry = nil
-	return nil
 }
 
 // acquire returns f's open handle, creating the file on first use (truncated to
@@ -378,22 +279,14 @@ func (rs *restorer) acquire(f *fileState) (*os.File, error) {
 
 func (rs *restorer) open(f *fileState) (*os.File, error) {
 	if f.created {
-		return rs.reopen(f)
+		fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("reopen: %w", err)
+		}
+		return fh, nil
 	}
 	// O_EXCL: a file is always created, never opened through whatever was there.
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if f.size >= directMin && directio.Flag != 0 {
-		fh, err := rs.root.OpenFile(f.tmp, flags|directio.Flag, 0o600)
-		if err == nil {
-			f.direct = true
-			return rs.created(f, fh)
-		}
-		if !errors.Is(err, syscall.EINVAL) && !(errors.Is(err, fs.ErrExist) && !rs.opts.InPlace) {
-			return nil, fmt.Errorf("create: %w", err)
-		}
-		// The file system refuses direct I/O, or something is in the way (removed
-		// below): go on without it.
-	}
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	fh, err := rs.root.OpenFile(f.tmp, flags, 0o600)
 	if errors.Is(err, fs.ErrExist) && !rs.opts.InPlace {
 		fi, lerr := rs.root.Lstat(f.tmp)
@@ -407,41 +300,6 @@ func (rs *restorer) open(f *fileState) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}
-	return rs.created(f, fh)
-}
-
-// reopen opens f again after its handle was closed to bound open files, in direct
-// mode if it was in direct mode.
-func (rs *restorer) reopen(f *fileState) (*os.File, error) {
-	if f.direct {
-		fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY|directio.Flag, 0)
-		if err == nil {
-			return fh, nil
-		}
-		if !errors.Is(err, syscall.EINVAL) {
-			return nil, fmt.Errorf("reopen: %w", err)
-		}
-	}
-	fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopen: %w", err)
-	}
-	if f.direct {
-		// Direct I/O is refused now: write the carried bytes the ordinary way.
-		f.direct = false
-		if len(f.carry) > 0 {
-			if _, err := fh.WriteAt(f.carry, f.cursor); err != nil {
-				_ = fh.Close()
-				return nil, fmt.Errorf("write: %w", err)
-			}
-		}
-		f.carry = nil
-	}
-	return fh, nil
-}
-
-// created sets the size of a newly created file.
-func (rs *restorer) created(f *fileState, fh *os.File) (*os.File, error) {
 	f.created = true
 	if f.size > 0 {
 		if err := fh.Truncate(f.size); err != nil {
@@ -471,13 +329,6 @@ func (rs *restorer) finishLocked(f *fileState) {
 	fh, err := rs.acquire(f)
 	if err != nil {
 		rs.failLocked(f, err)
-		return
-	}
-	if err := rs.endDirect(f, fh); err != nil {
-		if isNoSpace(err) {
-			rs.setFatal(fmt.Errorf("restore %q: disk full: %w", display(f.rel), err))
-		}
-		rs.failLocked(f, fmt.Errorf("write: %w", err))
 		return
 	}
 	n := f.node

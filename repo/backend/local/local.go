@@ -13,10 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/cairn-backup/cairn/internal/directio"
 	"github.com/cairn-backup/cairn/repo/backend"
 )
 
@@ -280,7 +278,7 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if length < 0 || offset < 0 {
 		return fmt.Errorf("load %s: invalid range offset %d length %d", h, offset, length)
 	}
-	f, direct, err := openForLoad(b.filename(h), h.Type == backend.PackFile && (length == 0 || length >= directLoadMin))
+	f, err := os.Open(b.filename(h))
 	if err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}
@@ -298,38 +296,10 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if length > 0 {
 		n = int64(length)
 	}
-	var rd io.Reader = io.NewSectionReader(f, offset, n)
-	if direct {
-		dr := directio.NewReader(f, offset, n)
-		defer dr.Close()
-		rd = dr
-	}
-	if err := fn(ctxReader{ctx: ctx, r: rd}); err != nil {
+	if err := fn(ctxReader{ctx: ctx, r: io.NewSectionReader(f, offset, n)}); err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}
 	return nil
-}
-
-// directLoadMin: pack reads of at least this many bytes bypass the page cache. A
-// pack is read whole by restore, check --read-data, copy and prune, once; putting it
-// into the page cache would cost more kernel time than the read itself
-// (docs/PERFORMANCE.md §Restore). Small ranged reads (one blob) go through it.
-const directLoadMin = 256 << 10
-
-// openForLoad opens name for reading, with direct I/O if direct and the file system
-// allows it, and reports whether it did.
-func openForLoad(name string, direct bool) (*os.File, bool, error) {
-	if direct && directio.Flag != 0 {
-		f, err := os.OpenFile(name, os.O_RDONLY|directio.Flag, 0)
-		if err == nil {
-			return f, true, nil
-		}
-		if !errors.Is(err, syscall.EINVAL) {
-			return nil, false, err
-		}
-	}
-	f, err := os.Open(name)
-	return f, false, err
 }
 
 // Stat implements backend.Backend.
