@@ -61,6 +61,8 @@ echo "== go vet" >&2
 go vet ./...
 
 echo "== go test -race" >&2
+# The crash harness (cmd/cairn TestCrashConsistency) writes its kill counts here.
+export CAIRN_CRASH_REPORT="$CAIRN_SERVICES_DIR/crash-harness.txt"
 go test -race -timeout 25m -count=1 ./... 2>&1 | tee "$CAIRN_SERVICES_DIR/test.log"
 status=${PIPESTATUS[0]}
 [ "$status" = 0 ] || exit "$status"
@@ -74,4 +76,5 @@ go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
 done
 
 passed=$(grep -c '^ok ' "$CAIRN_SERVICES_DIR/test.log" || true)
+cat "$CAIRN_CRASH_REPORT" 2>/dev/null || echo "crash harness: no report (skipped?)"
 echo "all tests passed: $passed packages ok"

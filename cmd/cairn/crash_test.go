@@ -124,6 +124,12 @@ func TestCrashConsistency(t *testing.T) {
 	line := fmt.Sprintf("crash harness: killed %s in %s, all checks green", counts.String(), time.Since(start).Round(time.Second))
 	t.Log(line)
 	fmt.Println(line)
+	if report := os.Getenv("CAIRN_CRASH_REPORT"); report != "" {
+		// scripts/test-all.sh prints it: go test hides a passing package's output.
+		if err := os.WriteFile(report, []byte(line+"\n"), 0o644); err != nil {
+			t.Errorf("write crash report: %v", err)
+		}
+	}
 	if counts.counts["backup"] < 50 || counts.counts["prune"] < 50 {
 		t.Errorf("want at least 50 kill points each for backup and prune: %s", counts.String())
 	}
