@@ -39,13 +39,6 @@ func (j *fileJob) done() {
 	}
 }
 
-// chunkBufSize is the capacity of a worker's chunk buffer: the maximum chunk size.
-// (A smaller buffer that the chunker grows for long chunks raises peak memory: each
-// long chunk then allocates a new array.)
-func chunkBufSize(p chunk.Params) int {
-	return int(p.Max)
-}
-
 type worker struct {
 	b   *backup
 	mac *crypto.BlobMAC
@@ -54,7 +47,9 @@ type worker struct {
 }
 
 func (b *backup) worker() {
-	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, chunkBufSize(b.r.ChunkParams("files")))}
+	// The chunk buffer holds the largest chunk. (A smaller one that the chunker grows
+	// for long chunks raised peak memory: each long chunk allocated a new array.)
+	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, b.r.ChunkParams("files").Max)}
 	for job := range b.jobs {
 		if b.failed.Load() == nil && b.ctx.Err() == nil {
 			w.file(job)
@@ -176,6 +171,17 @@ func (e *storeError) Error() string   { return e.err.Error() }
 func (e *storeError) Is(t error) bool { return t == errStore }
 func (e *storeError) Unwrap() error   { return e.err }
 
+// saveChunk stores one chunk of file content and counts it as read.
+func (w *worker) saveChunk(data []byte) (blob.ID, error) {
+	id := blob.ID(w.mac.Sum(data))
+	if _, err := w.b.w.SaveBlob(blob.Data, id, data); err != nil {
+		return id, &storeError{err}
+	}
+	w.b.prog.BytesRead.Add(uint64(len(data)))
+	w.b.prog.Bytes.Add(uint64(len(data)))
+	return id, nil
+}
+
 // sqliteMagic starts every SQLite 3 database file.
 var sqliteMagic = []byte("SQLite format 3\x00")
 
@@ -195,14 +201,12 @@ func (w *worker) storeParams(rd io.Reader, sizeHint int64, p chunk.Params) ([]bl
 	var ids []blob.ID
 	var total uint64
 	save := func(data []byte) error {
-		id := blob.ID(w.mac.Sum(data))
-		if _, err := w.b.w.SaveBlob(blob.Data, id, data); err != nil {
-			return &storeError{err}
+		id, err := w.saveChunk(data)
+		if err != nil {
+			return err
 		}
 		ids = append(ids, id)
 		total += uint64(len(data))
-		w.b.prog.BytesRead.Add(uint64(len(data)))
-		w.b.prog.Bytes.Add(uint64(len(data)))
 		return nil
 	}
 	// A file smaller than the minimum chunk is one chunk: skip the chunker.
@@ -339,14 +343,12 @@ func (w *worker) storeChanged(f *os.File, p chunk.Params, old []oldChunk) ([]blo
 			if err != nil {
 				return nil, 0, err
 			}
-			id := blob.ID(w.mac.Sum(c.Data))
-			if _, err := w.b.w.SaveBlob(blob.Data, id, c.Data); err != nil {
-				return nil, 0, &storeError{err}
+			id, err := w.saveChunk(c.Data)
+			if err != nil {
+				return nil, 0, err
 			}
 			ids = append(ids, id)
 			pos += int64(len(c.Data))
-			w.b.prog.BytesRead.Add(uint64(len(c.Data)))
-			w.b.prog.Bytes.Add(uint64(len(c.Data)))
 			for i < len(old) && old[i].off < pos {
 				i++
 			}
@@ -434,7 +436,7 @@ func (b *backup) dumpDatabase() (*snapshot.Database, error) {
 		}
 		res <- result{db, err}
 	}()
-	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, chunkBufSize(b.r.ChunkParams("database")))}
+	w := &worker{b: b, mac: b.r.NewBlobMAC(), buf: make([]byte, 0, b.r.ChunkParams("database").Max)}
 	start := time.Now()
 	content, size, serr := w.storeParams(pr, -1, b.r.ChunkParams("database"))
 	if serr != nil {
