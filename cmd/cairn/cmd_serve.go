@@ -120,6 +120,7 @@ func runServe(ctx context.Context, g *globalOptions, listen string) error {
 	}
 	log := slog.New(handler)
 
+	inServer.Store(true)
 	base := g.jobArgs(cfg)
 	exec := func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		full := append(append([]string(nil), base...), args...)

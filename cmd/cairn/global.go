@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 
 	"filippo.io/age"
 	"github.com/cairn-backup/cairn/appconfig"
@@ -249,14 +250,20 @@ func (g *globalOptions) openRepo(ctx context.Context) (*repo.Repository, error) 
 // buffers (docs/PERFORMANCE.md §Memory), with room for the garbage between GCs.
 const backupWorkingSet = 56 << 20
 
+// inServer is set by `cairn serve`, which runs commands in its own process.
+var inServer atomic.Bool
+
 // limitMemory sets the Go runtime's soft memory limit to the heap now live (the
 // index, once loaded) plus working. GOGC alone lets the heap reach 1.5× a peak of
 // in-flight buffers, and the runtime returns freed pages to the system only lazily;
 // with the limit, a backup's resident memory stays near what it uses. The limit grows
 // with the index, so large repositories are not starved (GOGC=50 still paces the GC
 // below it). GOMEMLIMIT in the environment overrides it.
+//
+// `cairn serve` runs its jobs in its own process, where a limit would outlive the job
+// and bind the server: there it is not set (inServer).
 func limitMemory(working int64) {
-	if os.Getenv("GOMEMLIMIT") != "" {
+	if os.Getenv("GOMEMLIMIT") != "" || inServer.Load() {
 		return
 	}
 	runtime.GC()
