@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cairn-backup/cairn/crypto"
+	"github.com/cairn-backup/cairn/internal/miniotest"
 	"github.com/cairn-backup/cairn/repo"
 	"github.com/cairn-backup/cairn/repo/backend/retry"
 	"github.com/cairn-backup/cairn/repo/backend/s3"
@@ -572,74 +572,6 @@ func TestS3RestoreOneFileTransfersLittle(t *testing.T) {
 	}
 }
 
-// privateMinio is a MinIO of this test's own (binary CAIRN_TEST_MINIO_BIN), so that
-// killing it does not disturb tests using the shared server. It restarts on the same
-// port and data directory.
-type privateMinio struct {
-	t                       *testing.T
-	bin, data, addr, access string
-	secret, log             string
-	cmd                     *exec.Cmd
-}
-
-func startPrivateMinio(t *testing.T, s s3Server) *privateMinio {
-	t.Helper()
-	bin := os.Getenv("CAIRN_TEST_MINIO_BIN")
-	if bin == "" {
-		t.Skip("no MinIO binary: set CAIRN_TEST_MINIO_BIN (scripts/services/minio.sh, run by scripts/test-all.sh)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	dir := t.TempDir()
-	m := &privateMinio{t: t, bin: bin, data: filepath.Join(dir, "data"), addr: addr, access: s.access, secret: s.secret,
-		log: filepath.Join(dir, "minio.log")}
-	m.start()
-	t.Cleanup(m.kill)
-	return m
-}
-
-func (m *privateMinio) start() {
-	m.t.Helper()
-	logf, err := os.OpenFile(m.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(m.bin, "server", "--quiet", "--address", m.addr, "--console-address", "127.0.0.1:0", m.data)
-	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.access, "MINIO_ROOT_PASSWORD="+m.secret,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		m.t.Fatal(err)
-	}
-	m.cmd = cmd
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + m.addr + "/minio/health/ready")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	log, _ := os.ReadFile(m.log)
-	m.t.Fatalf("private minio on %s did not become ready: %s", m.addr, log)
-}
-
-func (m *privateMinio) kill() {
-	if m.cmd != nil {
-		_ = m.cmd.Process.Kill()
-		_ = m.cmd.Wait()
-		m.cmd = nil
-	}
-}
-
 // packsStored counts the pack objects MinIO holds under dir (one directory per
 // object in its single-drive layout).
 func packsStored(dir string) int {
@@ -659,8 +591,8 @@ func packsStored(dir string) int {
 // and after the server is back the next backup succeeds and restores.
 func TestS3ServerGoesAwayMidBackup(t *testing.T) {
 	s := needS3(t)
-	m := startPrivateMinio(t, s)
-	s.endpoint = "http://" + m.addr
+	m := miniotest.Start(t, s.access, s.secret)
+	s.endpoint = "http://" + m.Addr
 	loc := s.location(t)
 	c := newRemoteCLI(t, loc, &s, nil, "")
 	c.ok("init", "--repo", loc)
@@ -673,10 +605,10 @@ func TestS3ServerGoesAwayMidBackup(t *testing.T) {
 	go func() {
 		defer close(killed)
 		deadline := time.Now().Add(60 * time.Second)
-		for packsStored(m.data) == 0 && time.Now().Before(deadline) {
+		for packsStored(m.Data) == 0 && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		m.kill()
+		m.Kill()
 	}()
 	out, errs, code := c.run("backup", "--repo", loc, src)
 	<-killed
@@ -691,7 +623,7 @@ func TestS3ServerGoesAwayMidBackup(t *testing.T) {
 	default:
 		t.Fatalf("backup: exit %d\n%s\n%s", code, out, errs)
 	}
-	m.start()
+	m.Restart()
 	// The failed backup's lock is ours and this process lives: clear it.
 	c.ok("unlock", "--repo", loc, "--remove-all")
 	c.ok("check", "--repo", loc)

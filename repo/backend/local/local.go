@@ -222,7 +222,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 		// In-kernel copy of a pack file written by the packer (no user-space copy).
 		n, err = f.ReadFrom(fb.File())
 	} else {
-		n, err = io.Copy(f, ctxReader{ctx: ctx, r: rd})
+		n, err = io.Copy(f, backend.ContextReader(ctx, rd))
 	}
 	if err != nil {
 		return fmt.Errorf("save %s: write %s: %w", h, tmp, mapErr(err))
@@ -275,8 +275,8 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if err := b.check(ctx, "load", h); err != nil {
 		return err
 	}
-	if length < 0 || offset < 0 {
-		return fmt.Errorf("load %s: invalid range offset %d length %d", h, offset, length)
+	if err := backend.CheckRange(h, length, offset); err != nil {
+		return err
 	}
 	f, err := os.Open(b.filename(h))
 	if err != nil {
@@ -287,16 +287,11 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}
-	size := fi.Size()
-	if offset > size || length > 0 && offset+int64(length) > size {
-		return fmt.Errorf("load %s: range offset %d length %d beyond file size %d: %w",
-			h, offset, length, size, io.ErrUnexpectedEOF)
+	n, err := backend.RangeLength(h, fi.Size(), length, offset)
+	if err != nil {
+		return err
 	}
-	n := size - offset
-	if length > 0 {
-		n = int64(length)
-	}
-	if err := fn(ctxReader{ctx: ctx, r: io.NewSectionReader(f, offset, n)}); err != nil {
+	if err := fn(backend.ContextReader(ctx, io.NewSectionReader(f, offset, n))); err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}
 	return nil
@@ -430,17 +425,4 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", backend.ErrNoSpace, err)
 	}
 	return err
-}
-
-// ctxReader aborts a copy once the context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

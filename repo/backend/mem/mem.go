@@ -104,22 +104,18 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if err := b.check(ctx, "load", h); err != nil {
 		return err
 	}
-	if length < 0 || offset < 0 {
-		return fmt.Errorf("load %s: invalid range offset %d length %d", h, offset, length)
+	if err := backend.CheckRange(h, length, offset); err != nil {
+		return err
 	}
 	data, err := b.get(h)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}
-	size := int64(len(data))
-	if offset > size || length > 0 && offset+int64(length) > size {
-		return fmt.Errorf("load %s: range offset %d length %d beyond file size %d: %w",
-			h, offset, length, size, io.ErrUnexpectedEOF)
+	n, err := backend.RangeLength(h, int64(len(data)), length, offset)
+	if err != nil {
+		return err
 	}
-	data = data[offset:]
-	if length > 0 {
-		data = data[:length]
-	}
+	data = data[offset : offset+n]
 	if err := fn(bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}

@@ -410,8 +410,8 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if err := b.check(ctx, "load", h); err != nil {
 		return err
 	}
-	if length < 0 || offset < 0 {
-		return fmt.Errorf("load %s: invalid range offset %d length %d", h, offset, length)
+	if err := backend.CheckRange(h, length, offset); err != nil {
+		return err
 	}
 	var opts minio.GetObjectOptions
 	switch {

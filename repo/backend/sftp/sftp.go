@@ -460,7 +460,7 @@ func (b *Backend) Save(ctx context.Context, h backend.Handle, rd backend.RewindR
 			_ = c.sftp.Remove(tmp)
 		}
 	}()
-	n, err := f.ReadFrom(ctxReader{ctx: ctx, r: rd})
+	n, err := f.ReadFrom(backend.ContextReader(ctx, rd))
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("save %s: %w", h, cerr)
@@ -533,8 +533,8 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 		return err
 	}
 	defer func() { c.note(err) }()
-	if length < 0 || offset < 0 {
-		return fmt.Errorf("load %s: invalid range offset %d length %d", h, offset, length)
+	if err := backend.CheckRange(h, length, offset); err != nil {
+		return err
 	}
 	f, err := c.sftp.Open(b.filename(h))
 	if err != nil {
@@ -545,16 +545,11 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	if err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}
-	size := fi.Size()
-	if offset > size || length > 0 && offset+int64(length) > size {
-		return fmt.Errorf("load %s: range offset %d length %d beyond file size %d: %w",
-			h, offset, length, size, io.ErrUnexpectedEOF)
+	n, err := backend.RangeLength(h, fi.Size(), length, offset)
+	if err != nil {
+		return err
 	}
-	n := size - offset
-	if length > 0 {
-		n = int64(length)
-	}
-	if err := fn(ctxReader{ctx: ctx, r: io.NewSectionReader(f, offset, n)}); err != nil {
+	if err := fn(backend.ContextReader(ctx, io.NewSectionReader(f, offset, n))); err != nil {
 		return fmt.Errorf("load %s: %w", h, err)
 	}
 	return nil
@@ -669,17 +664,4 @@ func (b *Backend) Close() error {
 		b.conn = nil
 	}
 	return nil
-}
-
-// ctxReader aborts a transfer once the context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
