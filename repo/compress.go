@@ -13,10 +13,12 @@ import (
 // whole data blobs in version 1 repositories, at zstd's fastest level. Once random
 // bytes are kept out of its frames, the fastest level compresses a document set's text
 // layers better than the default level does whole blobs (docs/PERFORMANCE.md
-// §Compression), at a fraction of the time.
+// §Compression), at a fraction of the time. Frames carry no content checksum: every
+// blob is verified against its keyed BLAKE3 ID, so zstd's own xxhash would cost
+// 4 bytes per frame and protect nothing more.
 var zstdText, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
 	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true),
-	zstd.WithWindowSize(textWindow))
+	zstd.WithWindowSize(textWindow), zstd.WithEncoderCRC(false))
 
 // textWindow bounds how far back zstd looks for matches, and so the history each
 // encoder keeps (about twice the window). 1 MiB, the average data blob, changes the
@@ -31,7 +33,7 @@ const textWindow = 1 << 20
 // §Compression).
 var zstdDefault, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
 	zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithZeroFrames(true),
-	zstd.WithWindowSize(textWindow))
+	zstd.WithWindowSize(textWindow), zstd.WithEncoderCRC(false))
 
 // zstdSampler tries small samples as cheaply as possible.
 var zstdSampler, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),

@@ -172,3 +172,11 @@ func FuzzDecodeBlob(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkTextRuns(b *testing.B) {
+	data := benchData(false)
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		textRuns(data)
+	}
+}

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"math/rand"
 	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestStageWriterRoundTrip(t *testing.T) {
@@ -47,5 +51,58 @@ func TestStageWriterRoundTrip(t *testing.T) {
 			sw.f.Close()
 			os.Remove(sw.f.Name())
 		}
+	}
+}
+
+// TestStageWriterReportsWriteErrors: a write that fails in the background is reported
+// by a later Write or by Flush, never lost.
+func TestStageWriterReportsWriteErrors(t *testing.T) {
+	sw, err := createStageFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := sw.f.Name()
+	defer os.Remove(name)
+	sw.f.Close() // every write from now on fails
+	data := make([]byte, (stageDepth+3)*stageBufSize)
+	var werr error
+	for rest := data; len(rest) > 0 && werr == nil; rest = rest[min(len(rest), 100000):] {
+		_, werr = sw.Write(rest[:min(len(rest), 100000)])
+	}
+	if werr == nil {
+		t.Fatal("Write kept accepting data after its buffers failed to reach the file")
+	}
+	ferr := sw.Flush()
+	if ferr == nil {
+		t.Fatalf("Flush after failed writes returned nil (Write: %v)", werr)
+	}
+	if !strings.Contains(ferr.Error(), filepath.Base(name)) {
+		t.Fatalf("error does not name the file: %v", ferr)
+	}
+	sw.release()
+}
+
+// TestStageWriterReleaseWithoutFlush: a pack given up half-written stops its write
+// goroutine.
+func TestStageWriterReleaseWithoutFlush(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		sw, err := createStageFile(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sw.Write(make([]byte, 2*stageBufSize+7)); err != nil {
+			t.Fatal(err)
+		}
+		sw.release()
+		sw.release() // idempotent
+		sw.f.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after releasing, %d before", n, before)
 	}
 }

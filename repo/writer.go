@@ -99,6 +99,9 @@ func (p *packer) Write(b []byte) (int, error) {
 }
 
 func (p *packer) discard() {
+	if p != nil && p.bw != nil {
+		p.bw.release()
+	}
 	if p != nil && p.f != nil {
 		name := p.f.Name()
 		p.f.Close()
@@ -227,6 +230,7 @@ func (w *Writer) add(p *packer, t blob.Type, id ID, comp uint8, stored []byte, r
 		}
 	}
 	if err := p.pw.Add(t, id, comp, stored, rawLen); err != nil {
+		p.discard()
 		return nil, w.fail(fmt.Errorf("add blob to pack: %w", err))
 	}
 	atomic.AddInt64(&w.stats.BlobsAdded, 1)
@@ -271,11 +275,13 @@ func (w *Writer) finish(p *packer) error {
 		p.discard()
 		return w.fail(fmt.Errorf("write pack: %w", err))
 	}
+	p.bw.release()
 	p.ents = ents
 	select {
 	case w.uploads <- p:
 		return nil
 	case <-w.ctx.Done():
+		p.discard()
 		return w.fail(w.ctx.Err())
 	}
 }

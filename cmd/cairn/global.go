@@ -247,8 +247,9 @@ func (g *globalOptions) openRepo(ctx context.Context) (*repo.Repository, error) 
 
 // backupWorkingSet is what a backup keeps live besides the index: per worker an
 // 8 MiB chunk buffer and a compression buffer, zstd's encoder state, pack staging
-// buffers (docs/PERFORMANCE.md §Memory), with room for the garbage between GCs.
-const backupWorkingSet = 56 << 20
+// buffers (three of 512 KiB per open pack, two being written while one fills;
+// docs/PERFORMANCE.md §Memory), with room for the garbage between GCs.
+const backupWorkingSet = 60 << 20
 
 // inServer is set by `cairn serve`, which runs commands in its own process.
 var inServer atomic.Bool

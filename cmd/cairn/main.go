@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/cairn-backup/cairn/repo"
@@ -57,9 +58,11 @@ func main() {
 		debug.SetGCPercent(50)
 	}
 	stopProfile := startProfile(os.Getenv("CAIRN_CPU_PROFILE"))
+	stopTrace := startTrace(os.Getenv("CAIRN_TRACE"))
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	cancel()
+	stopTrace()
 	stopProfile()
 	os.Exit(code)
 }
@@ -178,6 +181,29 @@ func startProfile(path string) func() {
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
 			fmt.Fprintf(os.Stderr, "cairn: warning: CPU profile %s: %v\n", path, err)
+		}
+	}
+}
+
+// startTrace writes a runtime execution trace of the whole run to path, if path is
+// set (CAIRN_TRACE; docs/PERFORMANCE.md §Profiling): where goroutines wait, and on
+// what, which a CPU profile does not show. It returns the function that finishes it.
+func startTrace(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = trace.Start(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cairn: warning: trace %s: %v\n", path, err)
+		return func() {}
+	}
+	return func() {
+		trace.Stop()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "cairn: warning: trace %s: %v\n", path, err)
 		}
 	}
 }
