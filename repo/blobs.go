@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -368,13 +369,21 @@ func DecodeBlob(e pack.Entry, stored, dst []byte, mac *crypto.BlobMAC) ([]byte, 
 	default:
 		return nil, fmt.Errorf("unknown compression %d", e.Compression)
 	}
-	if len(out) != int(e.RawLength) {
-		return nil, fmt.Errorf("length %d, index says %d", len(out), e.RawLength)
-	}
-	if got := mac.Sum(out); got != e.ID {
-		return nil, fmt.Errorf("content does not match its id (got %s)", blob.ID(got).Short())
+	if err := verifyBlob(e, out, mac); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// verifyBlob checks a blob's plaintext against its entry: length and ID.
+func verifyBlob(e pack.Entry, plain []byte, mac *crypto.BlobMAC) error {
+	if len(plain) != int(e.RawLength) {
+		return fmt.Errorf("length %d, index says %d", len(plain), e.RawLength)
+	}
+	if got := mac.Sum(plain); got != e.ID {
+		return fmt.Errorf("content does not match its id (got %s)", blob.ID(got).Short())
+	}
+	return nil
 }
 
 // PackReader gives sequential access to a whole pack: it downloads the file once,
@@ -382,68 +391,181 @@ func DecodeBlob(e pack.Entry, stored, dst []byte, mac *crypto.BlobMAC) ([]byte, 
 type PackReader struct {
 	Entries []pack.Entry
 	plain   []byte
+	loaded  bool // plain is a loadedPacks buffer
 	mac     *crypto.BlobMAC
 	h       backend.Handle
 }
 
-// packBufs recycles pack plaintext buffers between ReadPack calls.
+// packBufs recycles pack plaintext buffers between streamed ReadPack calls.
 var packBufs sync.Pool
 
-// ReadPack downloads a whole pack once, verifying its name (the BLAKE3 hash of the
-// stored bytes) while decrypting it as a stream, and parses its header. Call Close
-// when done to recycle the buffer.
-func (r *Repository) ReadPack(ctx context.Context, packID ID) (*PackReader, error) {
+// loadedPacks recycles the aligned buffers a FileLoader reads whole packs into (and
+// which then hold their plaintext). A short free list rather than a sync.Pool: a
+// restore reads packs of 16–24 MiB back to back, and a pool emptied by every GC
+// would have the next pack allocate afresh.
+var loadedPacks = make(chan []byte, 4)
+
+func getLoadedPackBuf() []byte {
+	select {
+	case b := <-loadedPacks:
+		return b
+	default:
+		return nil
+	}
+}
+
+func putLoadedPackBuf(b []byte) {
+	select {
+	case loadedPacks <- b[:0]:
+	default:
+	}
+}
+
+// FetchedPack is a pack read from storage and not yet decrypted (FetchPack). Open or
+// Release it.
+type FetchedPack struct {
+	id     ID
+	stored []byte // the whole stored file; nil: OpenPack reads it as a stream
+}
+
+// ID returns the pack's ID.
+func (fp *FetchedPack) ID() ID { return fp.id }
+
+// Release recycles the buffer of a fetched pack that will not be opened.
+func (fp *FetchedPack) Release() {
+	if fp != nil && fp.stored != nil {
+		putLoadedPackBuf(fp.stored)
+		fp.stored = nil
+	}
+}
+
+// FetchPack reads a whole pack from storage without decrypting it, where the backend
+// can read a whole file at once (backend.FileLoader: the local directory, past the
+// page cache). From other backends it returns a FetchedPack that OpenPack reads as a
+// stream. Reading apart from decrypting lets a restore keep the disk busy while the
+// processors decrypt (docs/PERFORMANCE.md §Restore).
+func (r *Repository) FetchPack(ctx context.Context, packID ID) (*FetchedPack, error) {
 	if r.secrets.WriteOnly() {
 		return nil, fmt.Errorf("read pack %s: %w", packID.Short(), ErrWriteOnly)
 	}
+	fp := &FetchedPack{id: packID}
+	fl, ok := r.be.(backend.FileLoader)
+	if !ok {
+		return fp, nil
+	}
+	h := backend.Handle{Type: backend.PackFile, Name: packID.String()}
+	stored, err := fl.LoadFile(ctx, h, getLoadedPackBuf())
+	if err != nil {
+		return nil, loadError(h, err)
+	}
+	fp.stored = stored
+	return fp, nil
+}
+
+func loadError(h backend.Handle, err error) error {
+	if backend.IsNotExist(err) {
+		return fmt.Errorf("%w: %s", ErrFileNotFound, h)
+	}
+	return fmt.Errorf("load %s: %w", h, err)
+}
+
+// ReadPack reads a whole pack once, verifying its name (the BLAKE3 hash of the stored
+// bytes) and decrypting it, and parses its header: FetchPack, then OpenPack. Call
+// Close when done to recycle the buffer.
+func (r *Repository) ReadPack(ctx context.Context, packID ID) (*PackReader, error) {
+	fp, err := r.FetchPack(ctx, packID)
+	if err != nil {
+		return nil, err
+	}
+	return r.OpenPack(ctx, fp)
+}
+
+// OpenPack decrypts a fetched pack, verifying its name, and parses its header. A pack
+// read whole is decrypted in its own buffer, which passes to the PackReader; others
+// are read now as a stream, hashed and decrypted as they arrive. Call Close when done
+// to recycle the buffer.
+func (r *Repository) OpenPack(ctx context.Context, fp *FetchedPack) (*PackReader, error) {
+	packID := fp.id
 	h := backend.Handle{Type: backend.PackFile, Name: packID.String()}
 	var plain []byte
-	if b, ok := packBufs.Get().(*[]byte); ok {
-		plain = (*b)[:0]
-	}
-	if size, ok := r.Index().PackSize(packID); ok && uint64(cap(plain)) < size {
-		// The plaintext is a little smaller than the stored file: one exact allocation.
-		plain = make([]byte, 0, size)
-	}
-	var decErr error
-	err := r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
-		decErr = nil
-		hasher := blake3.New()
-		tee := io.TeeReader(rd, hasher)
-		ar, err := age.Decrypt(tee, r.secrets.DataIdentity)
-		if err == nil {
-			plain, err = readAllInto(ar, plain[:0])
+	var decErr, err error
+	loaded := fp.stored != nil
+	if loaded {
+		plain, decErr = decryptPackInPlace(packID, fp.stored, r.secrets.DataIdentity)
+		fp.stored = nil // the PackReader owns the buffer now
+	} else {
+		if b, ok := packBufs.Get().(*[]byte); ok {
+			plain = (*b)[:0]
 		}
-		if err != nil {
-			if ctx.Err() != nil {
+		if size, ok := r.Index().PackSize(packID); ok && uint64(cap(plain)) < size {
+			// The plaintext is a little smaller than the stored file: one exact allocation.
+			plain = make([]byte, 0, size)
+		}
+		err = r.be.Load(ctx, h, 0, 0, func(rd io.Reader) error {
+			decErr = nil
+			hasher := blake3.New()
+			tee := io.TeeReader(rd, hasher)
+			ar, err := age.Decrypt(tee, r.secrets.DataIdentity)
+			if err == nil {
+				plain, err = readAllInto(ar, plain[:0])
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				// Decryption failures are data errors, not transport errors: do not retry.
+				decErr = err
+				return nil
+			}
+			if _, err := io.Copy(hasher, rd); err != nil {
 				return err
 			}
-			// Decryption failures are data errors, not transport errors: do not retry.
-			decErr = err
+			if got := ID(hasher.Sum(nil)); got != packID {
+				decErr = fmt.Errorf("content hash %s does not match its name", got.Short())
+			}
 			return nil
-		}
-		if _, err := io.Copy(hasher, rd); err != nil {
-			return err
-		}
-		if got := ID(hasher.Sum(nil)); got != packID {
-			decErr = fmt.Errorf("content hash %s does not match its name", got.Short())
-		}
-		return nil
-	})
+		})
+	}
+	pr := &PackReader{plain: plain, loaded: loaded, h: h}
 	if err != nil {
-		if backend.IsNotExist(err) {
-			return nil, fmt.Errorf("%w: %s", ErrFileNotFound, h)
-		}
-		return nil, fmt.Errorf("load %s: %w", h, err)
+		pr.Close()
+		return nil, loadError(h, err)
 	}
 	if decErr != nil {
+		pr.Close()
 		return nil, &CorruptError{Handle: h, Err: fmt.Errorf("decrypt: %w", decErr)}
 	}
 	entries, err := ParsePackPlaintext(plain)
 	if err != nil {
+		pr.Close()
 		return nil, &CorruptError{Handle: h, Err: err}
 	}
-	return &PackReader{Entries: entries, plain: plain, mac: crypto.NewBlobMAC(r.secrets.IDKey), h: h}, nil
+	pr.Entries, pr.mac = entries, crypto.NewBlobMAC(r.secrets.IDKey)
+	return pr, nil
+}
+
+// decryptPackInPlace checks a whole stored pack's name and decrypts it into the
+// same buffer, returning the plaintext (a prefix of stored). The plaintext never
+// overtakes the ciphertext still to be read: every 64 KiB chunk shrinks by its 16-byte
+// tag and the age header comes first. A decryption error is reported before a name
+// mismatch, as the streaming path does.
+func decryptPackInPlace(packID ID, stored []byte, ident age.Identity) ([]byte, error) {
+	sum := ID(blake3.Sum256(stored))
+	ar, err := age.Decrypt(bytes.NewReader(stored), ident)
+	plain := stored[:0]
+	if err == nil {
+		plain, err = readAllInto(ar, plain)
+	}
+	if err != nil {
+		return plain, err
+	}
+	if len(plain) > 0 && &plain[0] != &stored[0] {
+		return plain, errors.New("plaintext outgrew its buffer") // cannot happen: age only shrinks
+	}
+	if sum != packID {
+		return plain, fmt.Errorf("content hash %s does not match its name", sum.Short())
+	}
+	return plain, nil
 }
 
 // readAllInto reads rd to its end, appending to buf, growing it by half at a time.
@@ -466,11 +588,16 @@ func readAllInto(rd io.Reader, buf []byte) ([]byte, error) {
 // Close recycles the pack's buffer; the PackReader and blobs it returned without
 // copying must not be used afterwards.
 func (p *PackReader) Close() {
-	if p.plain != nil {
+	if p.plain == nil {
+		return
+	}
+	if p.loaded {
+		putLoadedPackBuf(p.plain)
+	} else {
 		b := p.plain[:0]
 		packBufs.Put(&b)
-		p.plain = nil
 	}
+	p.plain = nil
 }
 
 // ParsePackPlaintext parses the header of a decrypted pack.
@@ -493,6 +620,23 @@ func (p *PackReader) Blob(e pack.Entry, dst []byte) ([]byte, error) {
 	}
 	out, err := DecodeBlob(e, p.plain[e.Offset:e.Offset+e.Length], dst, p.mac)
 	if err != nil {
+		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: err}
+	}
+	return out, nil
+}
+
+// View is Blob without a copy for a blob stored uncompressed: the verified plaintext
+// is then a slice of the pack's buffer, valid until Close and not to be written to.
+// Compressed blobs are decoded into dst[:0] as by Blob.
+func (p *PackReader) View(e pack.Entry, dst []byte) ([]byte, error) {
+	if e.Compression != pack.CompressionNone {
+		return p.Blob(e, dst)
+	}
+	if int(e.Offset)+int(e.Length) > len(p.plain) {
+		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: errors.New("blob lies outside the pack")}
+	}
+	out := p.plain[e.Offset : e.Offset+e.Length : e.Offset+e.Length]
+	if err := verifyBlob(e, out, p.mac); err != nil {
 		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: err}
 	}
 	return out, nil

@@ -1,9 +1,11 @@
-// Package directio writes files past the page cache (Linux O_DIRECT) where the
-// platform and the file system allow it, and falls back to ordinary writes where they
-// do not. cairn writes pack files once and reads them back rarely; on its reference
-// machine, putting those bytes into the page cache costs more kernel time than
-// encrypting them (docs/PERFORMANCE.md §Pack files). It holds the platform-specific
-// parts (the open flag, turning direct I/O off) apart from the pack writer.
+// Package directio reads and writes files past the page cache (Linux O_DIRECT) where
+// the platform and the file system allow it; callers fall back to ordinary I/O where
+// they do not. cairn writes pack files once and reads each back once at most (a
+// restore, copy or check); on its reference machine, putting those bytes into the
+// page cache costs more kernel time than encrypting them (docs/PERFORMANCE.md §Pack
+// files, §Restore). It holds the platform-specific parts (the open flag, turning
+// direct I/O off) and aligned buffers apart from the pack writer and the local
+// backend.
 package directio
 
 import "unsafe"

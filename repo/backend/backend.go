@@ -121,6 +121,15 @@ type FileBacked interface {
 	File() *os.File
 }
 
+// FileLoader is implemented by backends that can read a whole file into memory more
+// cheaply than through Load's stream (the local backend reads it past the page cache).
+// LoadFile returns the file's bytes, in buf if it is suitable and large enough (the
+// result may not alias buf; callers keep what is returned for the next call).
+// Errors are as for Load.
+type FileLoader interface {
+	LoadFile(ctx context.Context, h Handle, buf []byte) ([]byte, error)
+}
+
 // StagingDirer is implemented by backends on the local file system. StagingDir is a
 // directory whose entries named ".tmp-*" the backend ignores; a FileBacked reader
 // whose file was created there is adopted by Save with a link instead of a copy.

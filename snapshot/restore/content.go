@@ -10,10 +10,13 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"syscall"
 
+	"github.com/cairn-backup/cairn/internal/directio"
 	"github.com/cairn-backup/cairn/repo"
 	"github.com/cairn-backup/cairn/repo/blob"
 	"github.com/cairn-backup/cairn/repo/index"
+	"github.com/cairn-backup/cairn/repo/pack"
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
@@ -29,9 +32,10 @@ type fileState struct {
 	elem      *list.Element // in handleCache.lru while fh is open (guarded by handleCache.mu)
 	created   bool
 	remaining int // blob writes still to do
-	done      bool
-	failed    bool
-	closeErr  error // from closing an evicted handle
+	directState
+	done     bool
+	failed   bool
+	closeErr error // from closing an evicted handle
 }
 
 // target is one place a blob goes.
@@ -101,30 +105,52 @@ func (rs *restorer) planFile(rel string, n *snapshot.Node) {
 	}
 }
 
-// restoreContent runs the workers over the packs, in order of first use.
+// fetchedPack is a pack job with its pack read from storage (nil for a sparse pack,
+// whose blobs are read one by one) or the error reading it.
+type fetchedPack struct {
+	p   *packJob
+	fp  *repo.FetchedPack
+	err error
+}
+
+// restoreContent reads the packs in order of first use on one goroutine and hands
+// them to the workers, which decrypt them and write their blobs: the disk reads the
+// next pack while the processors work on the last ones. A restore holds about
+// workers+1 packs in memory.
 func (rs *restorer) restoreContent() {
-	jobs := make(chan *packJob)
+	rs.startDirectWriters()
+	jobs := make(chan fetchedPack)
+	go func() {
+		defer close(jobs)
+		for _, p := range rs.packOrder {
+			if rs.ctx.Err() != nil {
+				return
+			}
+			f := fetchedPack{p: p}
+			if !rs.sparse(p) {
+				f.fp, f.err = rs.r.FetchPack(rs.ctx, p.id)
+			}
+			select {
+			case jobs <- f:
+			case <-rs.ctx.Done():
+				f.fp.Release()
+				return
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for range rs.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var buf []byte
-			for p := range jobs {
-				buf = rs.restorePack(p, buf)
+			for f := range jobs {
+				buf = rs.restorePack(f, buf)
 			}
 		}()
 	}
-feed:
-	for _, p := range rs.packOrder {
-		select {
-		case jobs <- p:
-		case <-rs.ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
 	wg.Wait()
+	rs.stopDirectWriters()
 	// The plan is done with; let the pack and blob maps go.
 	rs.blobs, rs.packs, rs.packOrder = nil, nil, nil
 }
@@ -180,17 +206,23 @@ func (rs *restorer) restoreBlobs(p *packJob, buf []byte) []byte {
 	return buf
 }
 
-// restorePack reads one pack and writes each of its needed blobs to every place
-// that needs it. buf is reused for blob plaintext and returned.
-func (rs *restorer) restorePack(p *packJob, buf []byte) []byte {
+// restorePack decrypts one fetched pack and writes each of its needed blobs to every
+// place that needs it. buf is reused for blob plaintext and returned.
+func (rs *restorer) restorePack(f fetchedPack, buf []byte) []byte {
+	p := f.p
 	if rs.ctx.Err() != nil {
+		f.fp.Release()
 		return buf
 	}
 	sort.Slice(p.blobs, func(i, j int) bool { return p.blobs[i].loc.Entry.Offset < p.blobs[j].loc.Entry.Offset })
-	if rs.sparse(p) {
+	if f.fp == nil && f.err == nil {
 		return rs.restoreBlobs(p, buf)
 	}
-	pr, err := rs.r.ReadPack(rs.ctx, p.id)
+	var pr *repo.PackReader
+	err := f.err
+	if err == nil {
+		pr, err = rs.r.OpenPack(rs.ctx, f.fp)
+	}
 	if err != nil {
 		if rs.ctx.Err() != nil {
 			return buf
@@ -206,12 +238,15 @@ func (rs *restorer) restorePack(p *packJob, buf []byte) []byte {
 		if rs.ctx.Err() != nil {
 			return buf
 		}
-		data, err := pr.Blob(b.loc.Entry, buf)
+		// Blobs stored uncompressed are written straight from the pack's buffer.
+		data, err := pr.View(b.loc.Entry, buf)
 		if err != nil {
 			rs.failTargets(b, fmt.Errorf("blob %s in pack %s: %w", b.loc.Entry.ID.Short(), p.id.Short(), err))
 			continue
 		}
-		buf = data
+		if b.loc.Entry.Compression != pack.CompressionNone {
+			buf = data // grown to hold it: keep for the next one
+		}
 		for _, t := range b.targets {
 			rs.write(t, data)
 		}
@@ -240,7 +275,17 @@ func (rs *restorer) write(t target, data []byte) {
 		rs.failLocked(f, err)
 		return
 	}
-	if _, err := fh.WriteAt(data, t.off); err != nil {
+	if f.direct && t.off == f.cursor+int64(len(f.carry)) {
+		err = rs.writeDirect(f, fh, data)
+	} else {
+		if f.direct {
+			err = rs.endDirect(f, fh)
+		}
+		if err == nil {
+			_, err = fh.WriteAt(data, t.off)
+		}
+	}
+	if err != nil {
 		if isNoSpace(err) {
 			rs.setFatal(fmt.Errorf("restore %q: disk full: %w", display(f.rel), err))
 		}
@@ -279,14 +324,22 @@ func (rs *restorer) acquire(f *fileState) (*os.File, error) {
 
 func (rs *restorer) open(f *fileState) (*os.File, error) {
 	if f.created {
-		fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY, 0)
-		if err != nil {
-			return nil, fmt.Errorf("reopen: %w", err)
-		}
-		return fh, nil
+		return rs.reopen(f)
 	}
 	// O_EXCL: a file is always created, never opened through whatever was there.
-	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if f.size >= directMin && directio.Flag != 0 {
+		fh, err := rs.root.OpenFile(f.tmp, flags|directio.Flag, 0o600)
+		if err == nil {
+			f.direct = true
+			return rs.created(f, fh)
+		}
+		if !errors.Is(err, syscall.EINVAL) && !(errors.Is(err, fs.ErrExist) && !rs.opts.InPlace) {
+			return nil, fmt.Errorf("create: %w", err)
+		}
+		// The file system refuses direct I/O, or something is in the way (removed
+		// below): go on without it.
+	}
 	fh, err := rs.root.OpenFile(f.tmp, flags, 0o600)
 	if errors.Is(err, fs.ErrExist) && !rs.opts.InPlace {
 		fi, lerr := rs.root.Lstat(f.tmp)
@@ -300,6 +353,41 @@ func (rs *restorer) open(f *fileState) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}
+	return rs.created(f, fh)
+}
+
+// reopen opens f again after its handle was closed to bound open files, in direct
+// mode if it was in direct mode.
+func (rs *restorer) reopen(f *fileState) (*os.File, error) {
+	if f.direct {
+		fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY|directio.Flag, 0)
+		if err == nil {
+			return fh, nil
+		}
+		if !errors.Is(err, syscall.EINVAL) {
+			return nil, fmt.Errorf("reopen: %w", err)
+		}
+	}
+	fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen: %w", err)
+	}
+	if f.direct {
+		// Direct I/O is refused now: write the carried bytes the ordinary way.
+		f.direct = false
+		if len(f.carry) > 0 {
+			if _, err := fh.WriteAt(f.carry, f.cursor); err != nil {
+				_ = fh.Close()
+				return nil, fmt.Errorf("write: %w", err)
+			}
+		}
+		f.carry = nil
+	}
+	return fh, nil
+}
+
+// created sets the size of a newly created file.
+func (rs *restorer) created(f *fileState, fh *os.File) (*os.File, error) {
 	f.created = true
 	if f.size > 0 {
 		if err := fh.Truncate(f.size); err != nil {
@@ -315,9 +403,13 @@ func (rs *restorer) release(f *fileState) error {
 	if f.fh == nil {
 		return nil
 	}
+	werr := f.waitDirect()
 	err := f.fh.Close()
 	f.fh = nil
 	rs.handles.forget(f)
+	if werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
 	if err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
@@ -329,6 +421,13 @@ func (rs *restorer) finishLocked(f *fileState) {
 	fh, err := rs.acquire(f)
 	if err != nil {
 		rs.failLocked(f, err)
+		return
+	}
+	if err := rs.endDirect(f, fh); err != nil {
+		if isNoSpace(err) {
+			rs.setFatal(fmt.Errorf("restore %q: disk full: %w", display(f.rel), err))
+		}
+		rs.failLocked(f, fmt.Errorf("write: %w", err))
 		return
 	}
 	n := f.node
@@ -439,6 +538,9 @@ func (c *handleCache) reserve(f *fileState) {
 		next := e.Next()
 		g := e.Value.(*fileState)
 		if g.mu.TryLock() {
+			// Its direct writes in flight go through this handle: let them finish
+			// (their errors stay with g and fail it at its next write).
+			g.inflight.Wait()
 			if err := g.fh.Close(); err != nil && g.closeErr == nil {
 				g.closeErr = fmt.Errorf("close: %w", err)
 			}

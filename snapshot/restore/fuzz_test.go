@@ -32,7 +32,11 @@ func (r *treeRepo) LoadBlob(_ context.Context, id blob.ID, dst []byte) ([]byte, 
 	return append(dst[:0], b...), nil
 }
 
-func (r *treeRepo) ReadPack(context.Context, blob.ID) (*repo.PackReader, error) {
+func (r *treeRepo) FetchPack(context.Context, blob.ID) (*repo.FetchedPack, error) {
+	return nil, errors.New("no packs")
+}
+
+func (r *treeRepo) OpenPack(context.Context, *repo.FetchedPack) (*repo.PackReader, error) {
 	return nil, errors.New("no packs")
 }
 

@@ -34,7 +34,8 @@ import (
 // index must be loaded.
 type Repo interface {
 	LoadBlob(ctx context.Context, id blob.ID, dst []byte) ([]byte, error)
-	ReadPack(ctx context.Context, packID blob.ID) (*repo.PackReader, error)
+	FetchPack(ctx context.Context, packID blob.ID) (*repo.FetchedPack, error)
+	OpenPack(ctx context.Context, fp *repo.FetchedPack) (*repo.PackReader, error)
 	LookupBlob(id blob.ID) (index.Location, bool)
 }
 
@@ -229,6 +230,9 @@ type restorer struct {
 	packOrder []*packJob // by first use in walk order
 	handles   *handleCache
 	workers   int
+
+	directJobs chan directJob // aligned writes for the direct writers (direct.go)
+	directWG   sync.WaitGroup
 
 	filesDone atomic.Int64
 	bytesDone atomic.Uint64 // content bytes written

@@ -16,9 +16,9 @@ type countingRepo struct {
 	packs, blobs atomic.Int64
 }
 
-func (c *countingRepo) ReadPack(ctx context.Context, id blob.ID) (*repo.PackReader, error) {
+func (c *countingRepo) FetchPack(ctx context.Context, id blob.ID) (*repo.FetchedPack, error) {
 	c.packs.Add(1)
-	return c.Repository.ReadPack(ctx, id)
+	return c.Repository.FetchPack(ctx, id)
 }
 
 func (c *countingRepo) LoadBlob(ctx context.Context, id blob.ID, dst []byte) ([]byte, error) {
