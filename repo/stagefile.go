@@ -8,37 +8,28 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
-
-	"github.com/cairn-backup/cairn/internal/directio"
 )
-
-// stageAlign is the alignment direct I/O needs for buffers, offsets and lengths.
-const stageAlign = directio.Align
 
 // stageBufSize is how much of a pack is buffered before it is written.
 const stageBufSize = 512 << 10
 
-// stageBufs recycles staging buffers between packs: a buffer that was written from
-// before is cheaper than fresh memory, whose first touch costs a page fault per 4 KiB.
-var stageBufs = sync.Pool{New: func() any { b := directio.Buffer(stageBufSize); return &b }}
+// stageBufs recycles staging buffers between packs.
+var stageBufs = sync.Pool{New: func() any { b := make([]byte, 0, stageBufSize); return &b }}
 
-// stageWriter writes a pack being filled to its staging file. Where the file system
-// allows it, the file is opened for direct I/O: the pack's bytes go to the disk
-// without passing through the page cache. On the machines cairn is benchmarked on,
-// writing new page-cache pages costs about 2.5 ns per byte of kernel time, more than
-// encryption and hashing together, and a pack is read once at most (by an upload to
-// a remote backend) after it is written (docs/PERFORMANCE.md §Pack files).
+// stageWriter writes a pack being filled to its staging file. Full buffers are
+// written by a goroutine of the writer's own while the caller fills the next one, so
+// the goroutine that encrypts does not also copy into the page cache or wait for the
+// disk. Writes stay in order. The first write error is returned by the next Write or
+// by Flush.
 //
-// A direct write returns only when the disk has the bytes, so full buffers are
-// written by a goroutine of the writer's own while the caller fills the next one:
-// the encrypting goroutine never waits for the disk unless two buffers are in
-// flight. Writes stay in order. The first write error is returned by the next Write
-// or by Flush.
+// Once the pack is stored, its pages are dropped from the page cache (Writer.uploader):
+// the next packs reuse that memory at once. On the reference machine, memory the
+// kernel has not touched for a few seconds costs about 2.5 ns per byte to fill
+// (docs/PERFORMANCE.md §Pack files), more than encrypting it; memory just freed is
+// cheap.
 type stageWriter struct {
-	f      *os.File
-	direct bool   // owned by the write goroutine until it has stopped
-	buf    []byte // len = bytes buffered; cap = stageBufSize; aligned to stageAlign
+	f   *os.File
+	buf []byte // len = bytes buffered; cap = stageBufSize
 
 	queue   chan []byte   // full buffers to write, in order
 	free    chan []byte   // written buffers, ready to be filled again
@@ -59,14 +50,13 @@ func createStageFile(dir string) (*stageWriter, error) {
 	}
 	var rnd [8]byte
 	var f *os.File
-	var direct bool
 	for attempt := 0; ; attempt++ {
 		if _, err := rand.Read(rnd[:]); err != nil {
 			return nil, err
 		}
 		name := filepath.Join(dir, ".tmp-pack-"+hex.EncodeToString(rnd[:]))
 		var err error
-		f, direct, err = openStageFile(name)
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, os.ErrExist) && attempt < 10 {
 			continue
 		}
@@ -75,7 +65,7 @@ func createStageFile(dir string) (*stageWriter, error) {
 		}
 		break
 	}
-	s := &stageWriter{f: f, direct: direct, buf: getStageBuf(),
+	s := &stageWriter{f: f, buf: getStageBuf(),
 		queue: make(chan []byte, stageDepth), free: make(chan []byte, stageDepth+1),
 		stopped: make(chan struct{})}
 	for range stageDepth {
@@ -155,76 +145,26 @@ func (s *stageWriter) release() {
 	}
 }
 
-// Flush writes what is buffered and waits until every write is done. After Flush
-// the writer must not be written to again: the file's tail is not aligned.
+// Flush writes what is buffered and waits until every write is done.
 func (s *stageWriter) Flush() error {
 	s.stop()
 	if err := s.firstErr(); err != nil {
 		return err
 	}
-	if s.direct {
-		aligned := len(s.buf) &^ (stageAlign - 1)
-		if aligned > 0 {
-			if err := s.writeOut(s.buf[:aligned]); err != nil {
-				return err
-			}
-		}
-		tail := s.buf[aligned:]
-		if err := s.endDirect(); err != nil {
-			return err
-		}
-		if err := s.writeOut(tail); err != nil {
-			return err
-		}
-	} else if err := s.writeOut(s.buf); err != nil {
+	if err := s.writeOut(s.buf); err != nil {
 		return err
 	}
 	s.buf = s.buf[:0]
 	return nil
 }
 
-// writeOut writes b at the file's offset. A file system that accepted O_DIRECT at
-// open but refuses an aligned direct write (EINVAL) gets the write buffered instead.
+// writeOut writes b at the file's offset.
 func (s *stageWriter) writeOut(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	_, err := s.f.Write(b)
-	if err != nil && s.direct && errors.Is(err, syscall.EINVAL) {
-		if err2 := s.endDirect(); err2 != nil {
-			return err
-		}
-		_, err = s.f.Write(b)
-	}
-	if err != nil {
+	if _, err := s.f.Write(b); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Base(s.f.Name()), err)
 	}
 	return nil
-}
-
-func (s *stageWriter) endDirect() error {
-	if !s.direct {
-		return nil
-	}
-	if err := directio.Clear(s.f); err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(s.f.Name()), err)
-	}
-	s.direct = false
-	return nil
-}
-
-// openStageFile creates name exclusively, for direct I/O where the file system
-// supports it (tmpfs, for one, does not: the file is then opened normally).
-func openStageFile(name string) (*os.File, bool, error) {
-	if directio.Flag != 0 {
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL|directio.Flag, 0o600)
-		if err == nil {
-			return f, true, nil
-		}
-		if !errors.Is(err, syscall.EINVAL) {
-			return nil, false, err
-		}
-	}
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	return f, false, err
 }

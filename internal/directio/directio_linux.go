@@ -31,3 +31,16 @@ func Clear(f *os.File) error {
 	}
 	return ferr
 }
+
+// DropCache asks the kernel to drop f's clean pages from the page cache, so that
+// the memory is free again at once for the next file written (fadvise DONTNEED).
+// Dirty pages are not dropped; sync f first. It is advice: errors are ignored.
+func DropCache(f *os.File) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED)
+	})
+}
