@@ -59,7 +59,22 @@ fi
 # One run per work dir at a time: a second run would delete this one's data.
 exec 9>"$WORK/.lock"
 flock -n 9 || die "another bench/run.sh is using $WORK (set WORK to another directory)"
-for d in bin data repos restore home logs; do rm -rf "${WORK:?}/$d"; done
+# What an earlier run left is deleted now, before anything is measured. ext4 skips
+# inodes deleted in the last 30 s when it allocates new ones, and for 5 minutes more
+# while their inode table block is dirty (fs/ext4/ialloc.c, recently_deleted), which
+# writing the data sets and repositories makes it: every file a restore creates then
+# costs a scan past thousands of such inodes, and restore figures measure the
+# allocator and the order of the tools. So restores wait until RECENTLY_DELETED
+# seconds after this deletion, and restored trees are kept until the end of the run.
+CLEARED_AT=
+for d in bin data repos restore home logs; do
+	if [ -e "$WORK/$d" ]; then
+		rm -rf "${WORK:?}/$d"
+		CLEARED_AT=$(date +%s)
+	fi
+done
+sync
+RECENTLY_DELETED=${RECENTLY_DELETED:-335}
 mkdir -p "$WORK/bin" "$WORK/data" "$WORK/repos" "$WORK/restore" "$WORK/home" "$WORK/logs"
 touch "$WORK/.cairn-bench"
 # On ext4, mark the restore directory as a top of directory hierarchies for the Orlov
@@ -214,7 +229,6 @@ restore() { # ds tool
 	esac
 	if ((RC != 0)); then
 		V[$ds|$tool|verify]="FAIL (restore exit $RC)"
-		rm -rf "$target"
 		return 1
 	fi
 	V[$ds|$tool|restore_s]=$SECS
@@ -228,7 +242,18 @@ restore() { # ds tool
 		V[$ds|$tool|verify]="FAIL ($(wc -l <"$WORK/logs/$ds-$tool-verify.log") differences)"
 	fi
 	log "  $tool restore: ${SECS}s ($(rate "${V[$ds|bytes1]}" "$SECS") MB/s), verify ${V[$ds|$tool|verify]}"
-	rm -rf "$target"
+}
+
+# settle_deletions waits until the earlier run's files were deleted RECENTLY_DELETED
+# seconds ago (see the work dir setup).
+settle_deletions() {
+	[ -n "$CLEARED_AT" ] || return 0
+	local left=$((CLEARED_AT + RECENTLY_DELETED - $(date +%s)))
+	if ((left > 0)); then
+		log "  waiting ${left}s for the earlier run's deleted inodes to age (ext4 recently_deleted)"
+		sleep "$left"
+	fi
+	CLEARED_AT=
 }
 
 human() { # bytes -> decimal units
@@ -263,7 +288,7 @@ usable() { [ -z "${STATUS[$1]}" ] && [ -z "${V[$2|$1|fail]:-}" ]; }
 
 # ---------------------------------------------------------------- run
 avail=$(df -B1 --output=avail "$WORK" | tail -1)
-need=$(awk -v s="$SCALE" 'BEGIN {printf "%d", s * 2.2e9 * 5}')
+need=$(awk -v s="$SCALE" 'BEGIN {printf "%d", s * 2.2e9 * 7}')
 ((avail > need)) || log "warning: $(human "$avail") free under $WORK, about $(human "$need") recommended"
 
 START=$(date +%s)
@@ -301,6 +326,7 @@ for ds in $DATASETS; do
 	for tool in $TOOLS; do
 		usable "$tool" "$ds" && backup "$ds" "$tool" 3 && list_snapshots "$ds" "$tool"
 	done
+	settle_deletions
 	for tool in $TOOLS; do
 		usable "$tool" "$ds" && restore "$ds" "$tool"
 	done
@@ -427,3 +453,5 @@ report() {
 
 report | tee "$RESULTS.tmp" && mv "$RESULTS.tmp" "$RESULTS"
 log "results written to $RESULTS"
+# The restored trees were kept so that no deletion happened while restores ran.
+rm -rf "${WORK:?}/restore"

@@ -166,44 +166,34 @@ func newVersionCommand(g *globalOptions) *cobra.Command {
 // (CAIRN_CPU_PROFILE; docs/PERFORMANCE.md §Profiling), and returns the function that
 // finishes it.
 func startProfile(path string) func() {
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cairn: warning: CPU profile %s: %v\n", path, err)
-		return func() {}
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "cairn: warning: CPU profile %s: %v\n", path, err)
-		}
-	}
+	return startRecording(path, "CPU profile", pprof.StartCPUProfile, pprof.StopCPUProfile)
 }
 
 // startTrace writes a runtime execution trace of the whole run to path, if path is
 // set (CAIRN_TRACE; docs/PERFORMANCE.md §Profiling): where goroutines wait, and on
 // what, which a CPU profile does not show. It returns the function that finishes it.
 func startTrace(path string) func() {
+	return startRecording(path, "trace", trace.Start, trace.Stop)
+}
+
+// startRecording starts a recording into a new file at path, if path is set; a
+// failure is a warning, not an error.
+func startRecording(path, what string, start func(io.Writer) error, stop func()) func() {
 	if path == "" {
 		return func() {}
 	}
 	f, err := os.Create(path)
 	if err == nil {
-		err = trace.Start(f)
+		err = start(f)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "cairn: warning: trace %s: %v\n", path, err)
+		fmt.Fprintf(os.Stderr, "cairn: warning: %s %s: %v\n", what, path, err)
 		return func() {}
 	}
 	return func() {
-		trace.Stop()
+		stop()
 		if err := f.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "cairn: warning: trace %s: %v\n", path, err)
+			fmt.Fprintf(os.Stderr, "cairn: warning: %s %s: %v\n", what, path, err)
 		}
 	}
 }

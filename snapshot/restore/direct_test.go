@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-backup/cairn/internal/directio"
+	"github.com/cairn-backup/cairn/internal/directio/directiotest"
 	"github.com/cairn-backup/cairn/snapshot"
 )
 
@@ -19,13 +19,7 @@ import (
 // on the writer goroutines must be finished before a file is finished or its handle
 // closed.
 func TestDirectWrites(t *testing.T) {
-	dirs := []string{t.TempDir()}
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		if d, err := os.MkdirTemp("/dev/shm", "cairn-restore-"); err == nil {
-			t.Cleanup(func() { os.RemoveAll(d) })
-			dirs = append(dirs, d)
-		}
-	}
+	dirs := directiotest.Dirs(t)
 	rng := rand.New(rand.NewPCG(7, 8))
 	sizes := [][]int{
 		{100},                          // below directMin: buffered
@@ -91,7 +85,7 @@ func TestDirectWrites(t *testing.T) {
 							f.mu.Unlock()
 						}
 					}
-					if oname == "in order" && f.size >= directMin && directOK(dir) && f.cursor == 0 {
+					if oname == "in order" && f.size >= directMin && directiotest.OK(dir) && f.cursor == 0 {
 						t.Errorf("%s in %s: nothing was written directly", name, dir)
 					}
 					if !f.done || f.failed {
@@ -107,18 +101,4 @@ func TestDirectWrites(t *testing.T) {
 			}
 		}
 	}
-}
-
-// directOK reports whether dir's file system accepts O_DIRECT.
-func directOK(dir string) bool {
-	if directio.Flag == 0 {
-		return false
-	}
-	f, err := os.OpenFile(filepath.Join(dir, ".probe-direct"), os.O_WRONLY|os.O_CREATE|directio.Flag, 0o600)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	os.Remove(f.Name())
-	return true
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
-	"os"
 	"testing"
 
+	"github.com/cairn-backup/cairn/internal/directio/directiotest"
 	"github.com/cairn-backup/cairn/repo/backend"
 	"github.com/cairn-backup/cairn/repo/backend/local"
 )
@@ -15,13 +15,7 @@ import (
 // buffer and into none, on the test's file system and on tmpfs (which refuses
 // O_DIRECT), and compares them byte for byte.
 func TestLoadFile(t *testing.T) {
-	dirs := []string{t.TempDir()}
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		if d, err := os.MkdirTemp("/dev/shm", "cairn-load-"); err == nil {
-			t.Cleanup(func() { os.RemoveAll(d) })
-			dirs = append(dirs, d)
-		}
-	}
+	dirs := directiotest.Dirs(t)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, dir := range dirs {
