@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,6 +172,32 @@ func FuzzDecodeBlob(f *testing.F) {
 			t.Fatalf("decoded %d bytes (RawLength %d) not matching the ID", len(out), rawLen)
 		}
 	})
+}
+
+// TestDistinctBytes checks the bitmap count against a map on random samples of
+// every length up to a sample and a half, from alphabets of several sizes.
+func TestDistinctBytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n <= segSample*3/2; n++ {
+		for _, alphabet := range []int{1, 2, 30, 64, 256} {
+			b := make([]byte, n)
+			want := map[byte]bool{}
+			for i := range b {
+				b[i] = byte(rng.IntN(alphabet) * (256 / alphabet))
+				want[b[i]] = true
+			}
+			if got := distinctBytes(b); got != len(want) {
+				t.Fatalf("%d bytes from %d values: %d distinct, want %d", n, alphabet, got, len(want))
+			}
+		}
+	}
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	if got := distinctBytes(all); got != 256 {
+		t.Fatalf("all values: %d", got)
+	}
 }
 
 func BenchmarkTextRuns(b *testing.B) {

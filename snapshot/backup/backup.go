@@ -91,6 +91,11 @@ type backup struct {
 	walkers chan struct{}
 }
 
+// jobQueue is how many files the walkers may queue for the workers. While every
+// core is busy chunking, a walker runs only now and then; a deep queue lets it get
+// far enough ahead that a worker finishing a file does not wait for the next one.
+const jobQueue = 256
+
 // Run makes a snapshot of opts.Paths (and the database, if any). The index must be
 // loaded. On error no snapshot is written; data already uploaded stays in the
 // repository, indexed, for the next run to reuse.
@@ -117,7 +122,7 @@ func Run(ctx context.Context, r *repo.Repository, opts Options) (*Result, error)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	b := &backup{ctx: ctx, r: r, opts: opts, prog: opts.Progress, jobs: make(chan *fileJob, opts.Workers*2), names: newNameCache(),
+	b := &backup{ctx: ctx, r: r, opts: opts, prog: opts.Progress, jobs: make(chan *fileJob, jobQueue), names: newNameCache(),
 		walkers: make(chan struct{}, opts.Workers)}
 	b.sum.Start = time.Now()
 	b.w = r.NewWriter(ctx, opts.Writer)
