@@ -39,8 +39,8 @@ type stageWriter struct {
 	err     error // first write error
 }
 
-// stageDepth is how many full buffers may wait for the disk behind the one being
-// filled.
+// stageDepth is how many full buffers may wait for the write goroutine behind the
+// one being filled.
 const stageDepth = 2
 
 // createStageFile creates a new, empty, uniquely named pack staging file in dir.

@@ -1,11 +1,12 @@
 // Package directio reads and writes files past the page cache (Linux O_DIRECT) where
-// the platform and the file system allow it; callers fall back to ordinary I/O where
-// they do not. cairn writes pack files once and reads each back once at most (a
-// restore, copy or check); on its reference machine, putting those bytes into the
-// page cache costs more kernel time than encrypting them (docs/PERFORMANCE.md §Pack
-// files, §Restore). It holds the platform-specific parts (the open flag, turning
-// direct I/O off) and aligned buffers apart from the pack writer and the local
-// backend.
+// the platform and the file system allow it, and drops a file's pages from the page
+// cache; callers fall back to ordinary I/O where direct I/O is refused. A restore
+// reads each pack once and writes each file once, and a backup's packs are not read
+// back; on cairn's reference machine, filling page-cache pages costs more kernel
+// time than encrypting the bytes in them (docs/PERFORMANCE.md §Pack files,
+// §Restore). It holds the platform-specific parts (the open flag, turning direct
+// I/O off, fadvise) and aligned buffers for the restorer, the local backend and the
+// pack writer.
 package directio
 
 import "unsafe"
