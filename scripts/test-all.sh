@@ -72,7 +72,8 @@ status=${PIPESTATUS[0]}
 # fuzz coordinator sometimes fails a target with a bare "context deadline exceeded"
 # as the time runs out, having found nothing (go.dev/issue/75804, fixed in Go 1.27).
 # The counts take a few seconds each on the reference machine; FuzzRestorePaths
-# restores a whole tree per execution, so it gets fewer.
+# restores a whole tree per execution and FuzzDecryptPackInPlace unwraps an age key,
+# so they get fewer.
 echo "== fuzz targets (${FUZZTIME:-a count} each)" >&2
 go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
@@ -80,6 +81,7 @@ go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
 		if [ -z "$budget" ]; then
 			case $target in
 			FuzzRestorePaths) budget=4000x ;;
+			FuzzDecryptPackInPlace) budget=20000x ;; # an X25519 unwrap per input
 			*) budget=100000x ;;
 			esac
 		fi
