@@ -428,9 +428,6 @@ type FetchedPack struct {
 	stored []byte // the whole stored file; nil: OpenPack reads it as a stream
 }
 
-// ID returns the pack's ID.
-func (fp *FetchedPack) ID() ID { return fp.id }
-
 // Release recycles the buffer of a fetched pack that will not be opened.
 func (fp *FetchedPack) Release() {
 	if fp != nil && fp.stored != nil {
@@ -615,10 +612,11 @@ func ParsePackPlaintext(plain []byte) ([]pack.Entry, error) {
 
 // Blob returns the verified plaintext of entry e of the pack, appended to dst[:0].
 func (p *PackReader) Blob(e pack.Entry, dst []byte) ([]byte, error) {
-	if int(e.Offset)+int(e.Length) > len(p.plain) {
-		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: errors.New("blob lies outside the pack")}
+	stored, err := p.stored(e)
+	if err != nil {
+		return nil, err
 	}
-	out, err := DecodeBlob(e, p.plain[e.Offset:e.Offset+e.Length], dst, p.mac)
+	out, err := DecodeBlob(e, stored, dst, p.mac)
 	if err != nil {
 		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: err}
 	}
@@ -632,14 +630,23 @@ func (p *PackReader) View(e pack.Entry, dst []byte) ([]byte, error) {
 	if e.Compression != pack.CompressionNone {
 		return p.Blob(e, dst)
 	}
-	if int(e.Offset)+int(e.Length) > len(p.plain) {
-		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: errors.New("blob lies outside the pack")}
+	out, err := p.stored(e)
+	if err != nil {
+		return nil, err
 	}
-	out := p.plain[e.Offset : e.Offset+e.Length : e.Offset+e.Length]
 	if err := verifyBlob(e, out, p.mac); err != nil {
 		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: err}
 	}
 	return out, nil
+}
+
+// stored returns entry e's stored bytes, a full slice of the pack's buffer.
+func (p *PackReader) stored(e pack.Entry) ([]byte, error) {
+	end := int(e.Offset) + int(e.Length)
+	if end > len(p.plain) {
+		return nil, &CorruptError{Handle: p.h, Blob: &e.ID, Err: errors.New("blob lies outside the pack")}
+	}
+	return p.plain[e.Offset:end:end], nil
 }
 
 // Find returns the entry with the given blob ID.

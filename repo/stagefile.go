@@ -22,8 +22,9 @@ var stageBufs = sync.Pool{New: func() any { b := make([]byte, 0, stageBufSize); 
 // disk. Writes stay in order. The first write error is returned by the next Write or
 // by Flush.
 //
-// Once the pack is stored, its pages are dropped from the page cache (Writer.uploader):
-// the next packs reuse that memory at once. On the reference machine, memory the
+// Once the pack is stored, its pages leave the page cache (the local backend drops
+// them after linking the synced file; a remote upload's staged file takes them along
+// when it is removed): the next packs reuse that memory at once. On the reference machine, memory the
 // kernel has not touched for a few seconds costs about 2.5 ns per byte to fill
 // (docs/PERFORMANCE.md §Pack files), more than encrypting it; memory just freed is
 // cheap.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cairn-backup/cairn/internal/directio"
 	"io"
 	"os"
 	"runtime"
@@ -76,9 +75,6 @@ type Writer struct {
 	lastIndex time.Time
 	stats     WriterStats
 	closed    atomic.Bool
-	// adopts: the backend keeps the staged file itself (a link), synced, so its
-	// pages are clean and can be dropped from the page cache after the save.
-	adopts bool
 }
 
 // packer fills one pack. The encrypted stream goes to a temporary file, not to
@@ -145,15 +141,13 @@ func (r *Repository) NewWriter(ctx context.Context, opts WriterOptions) *Writer 
 	if opts.IndexInterval <= 0 {
 		opts.IndexInterval = 30 * time.Second
 	}
-	adopts := false
-	if sd, ok := r.be.(backend.StagingDirer); ok && (opts.TempDir == "" || opts.TempDir == sd.StagingDir()) {
+	if sd, ok := r.be.(backend.StagingDirer); ok && opts.TempDir == "" {
 		// Stage packs where the backend can adopt them without copying.
 		opts.TempDir = sd.StagingDir()
-		adopts = true
 	}
 	w := &Writer{r: r, ctx: ctx, opts: opts, pending: map[ID]struct{}{},
 		dataPackers: make(chan *packer, opts.Packers), uploads: make(chan *packer, opts.Uploaders),
-		lastIndex: time.Now(), adopts: adopts}
+		lastIndex: time.Now()}
 	for i := 0; i < opts.Packers; i++ {
 		w.dataPackers <- nil
 	}
@@ -307,11 +301,6 @@ func (w *Writer) uploader() {
 		err := rd.Rewind()
 		if err == nil {
 			err = w.r.be.Save(w.ctx, h, rd)
-		}
-		if err == nil && w.adopts {
-			// Free the pack's pages for the next packs (stageWriter). A staged
-			// file that was not adopted goes with its pages when it is removed.
-			directio.DropCache(p.f)
 		}
 		p.discard()
 		if err != nil {

@@ -286,10 +286,7 @@ func (rs *restorer) write(t target, data []byte) {
 		}
 	}
 	if err != nil {
-		if isNoSpace(err) {
-			rs.setFatal(fmt.Errorf("restore %q: disk full: %w", display(f.rel), err))
-		}
-		rs.failLocked(f, fmt.Errorf("write: %w", err))
+		rs.writeFailed(f, err)
 		return
 	}
 	rs.bytesDone.Add(uint64(len(data)))
@@ -297,6 +294,14 @@ func (rs *restorer) write(t target, data []byte) {
 	if f.remaining == 0 {
 		rs.finishLocked(f)
 	}
+}
+
+// writeFailed fails f after a write error; a full disk stops the whole restore.
+func (rs *restorer) writeFailed(f *fileState, err error) {
+	if isNoSpace(err) {
+		rs.setFatal(fmt.Errorf("restore %q: disk full: %w", display(f.rel), err))
+	}
+	rs.failLocked(f, fmt.Errorf("write: %w", err))
 }
 
 // acquire returns f's open handle, creating the file on first use (truncated to
@@ -328,67 +333,24 @@ func (rs *restorer) open(f *fileState) (*os.File, error) {
 	}
 	// O_EXCL: a file is always created, never opened through whatever was there.
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if f.size >= directMin && directio.Flag != 0 {
-		fh, err := rs.root.OpenFile(f.tmp, flags|directio.Flag, 0o600)
-		if err == nil {
-			f.direct = true
-			return rs.created(f, fh)
-		}
-		if !errors.Is(err, syscall.EINVAL) && !(errors.Is(err, fs.ErrExist) && !rs.opts.InPlace) {
-			return nil, fmt.Errorf("create: %w", err)
-		}
-		// The file system refuses direct I/O, or something is in the way (removed
-		// below): go on without it.
+	if f.size >= directMin {
+		flags |= directio.Flag // 0 where the platform has no direct I/O
 	}
-	fh, err := rs.root.OpenFile(f.tmp, flags, 0o600)
-	if errors.Is(err, fs.ErrExist) && !rs.opts.InPlace {
-		fi, lerr := rs.root.Lstat(f.tmp)
-		if lerr == nil && !fi.IsDir() {
-			if rerr := rs.root.Remove(f.tmp); rerr != nil {
-				return nil, fmt.Errorf("remove existing %s: %w", kind(fi.Mode()), rerr)
-			}
-			fh, err = rs.root.OpenFile(f.tmp, flags, 0o600)
+	fh, err := rs.create(f, flags)
+	if err != nil && flags&directio.Flag != 0 && errors.Is(err, syscall.EINVAL) {
+		// The file system refuses direct I/O. Linux says so after it has created
+		// the file (O_EXCL: the name is ours), so remove it and create it again.
+		if rerr := rs.root.Remove(f.tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("create: %w", rerr)
 		}
+		flags &^= directio.Flag
+		fh, err = rs.create(f, flags)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create: %w", err)
+		return nil, err
 	}
-	return rs.created(f, fh)
-}
-
-// reopen opens f again after its handle was closed to bound open files, in direct
-// mode if it was in direct mode.
-func (rs *restorer) reopen(f *fileState) (*os.File, error) {
-	if f.direct {
-		fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY|directio.Flag, 0)
-		if err == nil {
-			return fh, nil
-		}
-		if !errors.Is(err, syscall.EINVAL) {
-			return nil, fmt.Errorf("reopen: %w", err)
-		}
-	}
-	fh, err := rs.root.OpenFile(f.tmp, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopen: %w", err)
-	}
-	if f.direct {
-		// Direct I/O is refused now: write the carried bytes the ordinary way.
-		f.direct = false
-		if len(f.carry) > 0 {
-			if _, err := fh.WriteAt(f.carry, f.cursor); err != nil {
-				_ = fh.Close()
-				return nil, fmt.Errorf("write: %w", err)
-			}
-		}
-		f.carry = nil
-	}
-	return fh, nil
-}
-
-// created sets the size of a newly created file.
-func (rs *restorer) created(f *fileState, fh *os.File) (*os.File, error) {
 	f.created = true
+	f.direct = flags&directio.Flag != 0
 	if f.size > 0 {
 		if err := fh.Truncate(f.size); err != nil {
 			_ = fh.Close()
@@ -396,6 +358,58 @@ func (rs *restorer) created(f *fileState, fh *os.File) (*os.File, error) {
 		}
 	}
 	return fh, nil
+}
+
+// create creates f.tmp with flags (O_CREATE|O_EXCL and more). Outside in-place mode,
+// a file, symlink or other non-directory in the way is removed first.
+func (rs *restorer) create(f *fileState, flags int) (*os.File, error) {
+	fh, err := rs.openFile(f.tmp, flags, 0o600)
+	if errors.Is(err, fs.ErrExist) && !rs.opts.InPlace {
+		fi, lerr := rs.root.Lstat(f.tmp)
+		if lerr == nil && !fi.IsDir() {
+			if rerr := rs.root.Remove(f.tmp); rerr != nil {
+				return nil, fmt.Errorf("remove existing %s: %w", kind(fi.Mode()), rerr)
+			}
+			fh, err = rs.openFile(f.tmp, flags, 0o600)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create: %w", err)
+	}
+	return fh, nil
+}
+
+// reopen opens f again after its handle was closed to bound open files, in direct
+// mode if it was in direct mode.
+func (rs *restorer) reopen(f *fileState) (*os.File, error) {
+	if f.direct {
+		fh, err := rs.openFile(f.tmp, os.O_WRONLY|directio.Flag, 0)
+		if err == nil {
+			return fh, nil
+		}
+		if !errors.Is(err, syscall.EINVAL) {
+			return nil, fmt.Errorf("reopen: %w", err)
+		}
+	}
+	fh, err := rs.openFile(f.tmp, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen: %w", err)
+	}
+	// If direct I/O is refused now, the carried bytes go the ordinary way.
+	if err := rs.endDirect(f, fh); err != nil {
+		_ = fh.Close()
+		return nil, fmt.Errorf("write: %w", err)
+	}
+	return fh, nil
+}
+
+// openFile opens name under the restore target (os.Root.OpenFile, or the test's
+// stand-in).
+func (rs *restorer) openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if rs.testOpen != nil {
+		return rs.testOpen(name, flag, perm)
+	}
+	return rs.root.OpenFile(name, flag, perm)
 }
 
 // release closes f's handle, if open.
@@ -424,10 +438,7 @@ func (rs *restorer) finishLocked(f *fileState) {
 		return
 	}
 	if err := rs.endDirect(f, fh); err != nil {
-		if isNoSpace(err) {
-			rs.setFatal(fmt.Errorf("restore %q: disk full: %w", display(f.rel), err))
-		}
-		rs.failLocked(f, fmt.Errorf("write: %w", err))
+		rs.writeFailed(f, err)
 		return
 	}
 	n := f.node

@@ -233,6 +233,9 @@ type restorer struct {
 
 	directJobs chan directJob // aligned writes for the direct writers (direct.go)
 	directWG   sync.WaitGroup
+	// testOpen, if set, stands in for root.OpenFile (tests of file systems that
+	// refuse direct I/O).
+	testOpen func(name string, flag int, perm fs.FileMode) (*os.File, error)
 
 	filesDone atomic.Int64
 	bytesDone atomic.Uint64 // content bytes written

@@ -1,6 +1,7 @@
 // Package directiotest gives tests of direct I/O the directories to run in: the
 // test's own temporary directory and, where the machine has one, a directory on tmpfs,
-// which refuses O_DIRECT and so exercises the fallbacks.
+// a second file system (which refuses O_DIRECT before Linux 6.6 and so exercises the
+// fallbacks there; OK tells which).
 package directiotest
 
 import (

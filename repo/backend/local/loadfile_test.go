@@ -13,7 +13,7 @@ import (
 
 // TestLoadFile reads whole files of sizes around the direct-I/O block, into a reused
 // buffer and into none, on the test's file system and on tmpfs (which refuses
-// O_DIRECT), and compares them byte for byte.
+// O_DIRECT before Linux 6.6), and compares them byte for byte.
 func TestLoadFile(t *testing.T) {
 	dirs := directiotest.Dirs(t)
 	ctx := context.Background()

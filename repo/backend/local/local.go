@@ -117,7 +117,10 @@ func (b *Backend) check(ctx context.Context, op string, h backend.Handle) error 
 func (b *Backend) StagingDir() string { return filepath.Join(b.root, backend.PackFile.String()) }
 
 // adopt links a complete staged file to its final name after syncing it: no copy.
-// The caller removes the staged name.
+// The caller removes the staged name. The file's pages, clean once synced, are then
+// dropped from the page cache: nothing reads a pack soon after it is written (a
+// restore reads packs with direct I/O, LoadFile), and the memory is the cheapest
+// there is for the next pack a backup writes (docs/PERFORMANCE.md §Pack files).
 func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, length int64, crash bool) error {
 	fi, err := f.Stat()
 	if err != nil {
@@ -150,6 +153,7 @@ func (b *Backend) adopt(ctx context.Context, h backend.Handle, f *os.File, lengt
 	if err := syncDir(filepath.Dir(final)); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
+	directio.DropCache(f)
 	return nil
 }
 
