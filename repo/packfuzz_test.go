@@ -15,7 +15,8 @@ const fuzzPackKey = "AGE-SECRET-KEY-1AJ238XHA6ZHC4CEV9JDJ092Q9S9DVNP55D6UHC6MUUQ
 
 // FuzzDecryptPackInPlace: a stored pack decrypted in its own buffer (the path a
 // local restore takes) yields exactly what decrypting a copy into another buffer
-// yields, or an error; bytes that do not hash to the pack's name are never accepted.
+// yields, or an error, with or without the name check; with it, bytes that do not
+// hash to the pack's name are never accepted.
 func FuzzDecryptPackInPlace(f *testing.F) {
 	id, err := age.ParseX25519Identity(fuzzPackKey)
 	if err != nil {
@@ -46,7 +47,12 @@ func FuzzDecryptPackInPlace(f *testing.F) {
 		if refErr == nil {
 			want, refErr = io.ReadAll(ar)
 		}
-		plain, err := decryptPackInPlace(name, bytes.Clone(stored), id)
+		plain, err := decryptPackInPlace(name, bytes.Clone(stored), id, true)
+		// Without the name check (OpenPack), the name must not matter.
+		unchecked, uerr := decryptPackInPlace(ID{}, bytes.Clone(stored), id, false)
+		if (uerr == nil) != (refErr == nil) || (uerr == nil && !bytes.Equal(unchecked, want)) {
+			t.Fatalf("unchecked in place: %v, %d bytes; from a copy: %v, %d bytes", uerr, len(unchecked), refErr, len(want))
+		}
 		switch {
 		case refErr != nil:
 			if err == nil {

@@ -150,6 +150,7 @@ func (rs *restorer) restoreContent() {
 		}()
 	}
 	wg.Wait()
+	rs.finishing.Wait()
 	rs.stopDirectWriters()
 	// The plan is done with; let the pack and blob maps go.
 	rs.blobs, rs.packs, rs.packOrder = nil, nil, nil
@@ -292,6 +293,10 @@ func (rs *restorer) write(t target, data []byte) {
 	rs.bytesDone.Add(uint64(len(data)))
 	f.remaining--
 	if f.remaining == 0 {
+		if f.direct {
+			rs.finishLater(f)
+			return
+		}
 		rs.finishLocked(f)
 	}
 }

@@ -233,6 +233,7 @@ type restorer struct {
 
 	directJobs chan directJob // aligned writes for the direct writers (direct.go)
 	directWG   sync.WaitGroup
+	finishing  sync.WaitGroup // files finished off the workers (direct.go)
 	// testOpen, if set, stands in for root.OpenFile (tests of file systems that
 	// refuse direct I/O).
 	testOpen func(name string, flag int, perm fs.FileMode) (*os.File, error)
