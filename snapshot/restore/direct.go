@@ -33,8 +33,11 @@ const directMin = 256 << 10
 const bounceSize = 1 << 20
 
 // directWriters is the number of goroutines writing bounce buffers; with the queue,
-// it bounds the bounce memory in flight.
-const directWriters = 4
+// it bounds the bounce memory in flight. With 4, a restore's trace showed workers
+// waiting to hand over writes once files were finished off the workers; 8 keeps more
+// writes queued at the disk (restore of the document set 3.4-4.4 s against 4.0-5.1 s,
+// alternating runs; 16 was no faster and used 35 MiB more).
+const directWriters = 8
 
 var bounceBufs = sync.Pool{New: func() any { b := directio.Buffer(bounceSize); return &b }}
 
