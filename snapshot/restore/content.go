@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -55,9 +57,10 @@ type packJob struct {
 }
 
 // planFile records where each content blob of a file goes. Empty files are created
-// at once.
-func (rs *restorer) planFile(rel string, n *snapshot.Node) {
-	if !rs.clearDirInTheWay(rel) {
+// at once. fresh says the restore created rel's directory, so no directory can be
+// in the way.
+func (rs *restorer) planFile(rel string, n *snapshot.Node, fresh bool) {
+	if !fresh && !rs.clearDirInTheWay(rel) {
 		return
 	}
 	locs := make([]index.Location, len(n.Content))
@@ -309,8 +312,9 @@ func (rs *restorer) writeFailed(f *fileState, err error) {
 	rs.failLocked(f, fmt.Errorf("write: %w", err))
 }
 
-// acquire returns f's open handle, creating the file on first use (truncated to
-// its final size) and reopening it if its handle was closed to bound open files.
+// acquire returns f's open handle, creating the file on first use (sized to its
+// final size if it has several blobs) and reopening it if its handle was closed to
+// bound open files.
 func (rs *restorer) acquire(f *fileState) (*os.File, error) {
 	if f.closeErr != nil {
 		return nil, f.closeErr
@@ -356,7 +360,9 @@ func (rs *restorer) open(f *fileState) (*os.File, error) {
 	}
 	f.created = true
 	f.direct = flags&directio.Flag != 0
-	if f.size > 0 {
+	// A file of one blob gets its size from that blob's write; a file of several is
+	// sized first, as they may come in any order.
+	if f.size > 0 && len(f.node.Content) > 1 {
 		if err := fh.Truncate(f.size); err != nil {
 			_ = fh.Close()
 			return nil, fmt.Errorf("set size: %w", err)
@@ -414,7 +420,13 @@ func (rs *restorer) openFile(name string, flag int, perm fs.FileMode) (*os.File,
 	if rs.testOpen != nil {
 		return rs.testOpen(name, flag, perm)
 	}
-	return rs.root.OpenFile(name, flag, perm)
+	dir, base := path.Split(name)
+	d, err := rs.parents.get(strings.TrimSuffix(dir, "/"))
+	if err != nil {
+		return nil, err
+	}
+	defer rs.parents.put(d)
+	return d.r.OpenFile(base, flag, perm)
 }
 
 // release closes f's handle, if open.
@@ -468,6 +480,9 @@ func (rs *restorer) finishLocked(f *fileState) {
 	if err := fh.Chmod(n.FileMode()); err != nil {
 		metaErrs = append(metaErrs, fmt.Errorf("set mode: %w", err))
 	}
+	// The times last: every write has been made (endDirect waited for those in
+	// flight). Through the handle, as the path would be resolved again.
+	timesErr := setFileTimes(fh, n.ModTime, n.ModTime)
 	if rs.opts.InPlace {
 		// Durable before it replaces the old file: old or new, never half.
 		if err := fh.Sync(); err != nil {
@@ -479,8 +494,11 @@ func (rs *restorer) finishLocked(f *fileState) {
 		rs.failLocked(f, err)
 		return
 	}
-	if err := rs.root.Chtimes(f.tmp, n.ModTime, n.ModTime); err != nil {
-		metaErrs = append(metaErrs, fmt.Errorf("set times: %w", err))
+	if errors.Is(timesErr, errors.ErrUnsupported) {
+		timesErr = rs.root.Chtimes(f.tmp, n.ModTime, n.ModTime)
+	}
+	if timesErr != nil {
+		metaErrs = append(metaErrs, fmt.Errorf("set times: %w", timesErr))
 	}
 	if rs.opts.InPlace {
 		if err := rs.root.Rename(f.tmp, f.rel); err != nil {

@@ -73,7 +73,7 @@ func TestDirectWrites(t *testing.T) {
 					t.Fatal(err)
 				}
 				rs := &restorer{root: root, ctx: context.Background(), failed: map[string]struct{}{},
-					handles: &handleCache{limit: maxOpenFiles}, opts: Options{InPlace: su.inPlace}}
+					handles: &handleCache{limit: maxOpenFiles}, parents: newParentDirs(root), opts: Options{InPlace: su.inPlace}}
 				if su.refuse != "" {
 					rs.testOpen = refuseDirect(root, su.refuse)
 				}

@@ -129,13 +129,15 @@ func Run(ctx context.Context, r Repo, tree blob.ID, opts Options) (Result, error
 		packs:   map[blob.ID]*packJob{},
 		failed:  map[string]struct{}{},
 		handles: &handleCache{limit: maxOpenFiles},
+		parents: newParentDirs(root),
 		workers: workers,
 	}
+	defer rs.parents.closeIdle()
 	stopProgress := rs.startProgress()
 	defer stopProgress()
 
 	// 1. Walk the selected trees: create directories, plan files and symlinks.
-	rs.walkDir(tree, "", incls, len(incls) == 0)
+	rs.walkDir(tree, "", incls, len(incls) == 0, false)
 	for _, in := range incls {
 		if !in.in.found {
 			rs.addErr("\x00include "+in.in.orig, fmt.Errorf("include %q: not in the snapshot", in.in.orig))
@@ -229,6 +231,7 @@ type restorer struct {
 	packs     map[blob.ID]*packJob
 	packOrder []*packJob // by first use in walk order
 	handles   *handleCache
+	parents   *parentDirs // directories files are created in (parents.go)
 	workers   int
 
 	directJobs chan directJob // aligned writes for the direct writers (direct.go)
@@ -397,8 +400,10 @@ func (rs *restorer) loadTree(id blob.ID, rel string) ([]snapshot.Node, error) {
 }
 
 // walkDir walks the tree id restored at rel. whole says the directory is selected
-// as a whole; otherwise incls lists the include paths below it.
-func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole bool) {
+// as a whole; otherwise incls lists the include paths below it. fresh says this
+// restore created the directory, so nothing it did not put there is in the way of
+// its entries and they are created without looking first.
+func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole, fresh bool) {
 	if rs.ctx.Err() != nil {
 		return
 	}
@@ -434,14 +439,14 @@ func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole bool) {
 		rs.selected++
 		switch n.Type {
 		case snapshot.TypeDir:
-			ok, created := rs.prepareDir(child)
+			ok, created := rs.prepareDir(child, fresh)
 			if !ok {
 				continue
 			}
 			d := &dirEntry{rel: child, node: n}
 			rs.dirs = append(rs.dirs, d)
 			before := rs.selected
-			rs.walkDir(*n.Subtree, child, childIncls, childWhole)
+			rs.walkDir(*n.Subtree, child, childIncls, childWhole, created)
 			if !childWhole && rs.selected == before && created {
 				// A directory leading only to includes that name nothing: leave
 				// no trace of it.
@@ -453,9 +458,9 @@ func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole bool) {
 				}
 			}
 		case snapshot.TypeFile:
-			rs.planFile(child, n)
+			rs.planFile(child, n, fresh)
 		case snapshot.TypeSymlink:
-			if rs.clearDirInTheWay(child) {
+			if fresh || rs.clearDirInTheWay(child) {
 				rs.links = append(rs.links, &linkEntry{rel: child, node: n})
 			}
 		}
@@ -466,9 +471,22 @@ func (rs *restorer) walkDir(id blob.ID, rel string, incls []incl, whole bool) {
 }
 
 // prepareDir makes sure rel is a directory we can write into. Whatever else is there
-// (a file, or a symlink, which is never followed) is replaced.
+// (a file, or a symlink, which is never followed) is replaced. In a directory this
+// restore created (fresh), it is created without looking first.
 // It reports whether rel can be used and whether it was created.
-func (rs *restorer) prepareDir(rel string) (ok, created bool) {
+func (rs *restorer) prepareDir(rel string, fresh bool) (ok, created bool) {
+	if fresh {
+		err := rs.root.Mkdir(rel, 0o700)
+		if err == nil {
+			rs.countDir()
+			return true, true
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			rs.entryErr(rel, fmt.Errorf("create directory: %w", err))
+			return false, false
+		}
+		// Something came in the way after all: look at it.
+	}
 	fi, err := rs.root.Lstat(rel)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

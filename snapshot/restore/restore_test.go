@@ -546,15 +546,16 @@ func TestMissingBlob(t *testing.T) {
 }
 
 // TestManyOpenFiles restores more files than the open-handle limit, each with blobs
-// in two packs, so that handles are closed and reopened.
+// in two packs, so that handles are closed and reopened, in more directories than
+// the directory-handle limit, so that those are closed and reopened too.
 func TestManyOpenFiles(t *testing.T) {
-	old := maxOpenFiles
-	maxOpenFiles = 4
-	t.Cleanup(func() { maxOpenFiles = old })
+	old, oldDirs := maxOpenFiles, maxParentDirs
+	maxOpenFiles, maxParentDirs = 4, 2
+	t.Cleanup(func() { maxOpenFiles, maxParentDirs = old, oldDirs })
 	tr := newTestRepo(t)
 	files := map[string]spec{}
 	for i := range 40 {
-		files["d/f"+string(rune('A'+i))] = spec{data: randBytes(uint64(100+i), 2*testChunk+i)}
+		files["d/"+string(rune('a'+i%7))+"/f"+string(rune('A'+i))] = spec{data: randBytes(uint64(100+i), 2*testChunk+i)}
 	}
 	// First halves in one session, the rest (and the tree) in another.
 	tr.session(func(w *repo.Writer) {
