@@ -75,6 +75,12 @@ for d in bin data repos restore home logs; do
 done
 sync
 RECENTLY_DELETED=${RECENTLY_DELETED:-335}
+# Restores run in RESTORE_ROUNDS rounds (each tool once per round, in the same order)
+# and the table reports each tool's fastest. The first command after the wait above
+# runs on a machine that has been idle for minutes, and on the reference machine that
+# first restore was up to a third slower than the same restore repeated; a second
+# round gives every tool a run that follows another's.
+RESTORE_ROUNDS=${RESTORE_ROUNDS:-2}
 mkdir -p "$WORK/bin" "$WORK/data" "$WORK/repos" "$WORK/restore" "$WORK/home" "$WORK/logs"
 touch "$WORK/.cairn-bench"
 # On ext4, mark the restore directory as a top of directory hierarchies for the Orlov
@@ -217,31 +223,37 @@ list_snapshots() {
 	esac >"$WORK/logs/$1-$2-snapshots.log" 2>&1 </dev/null || log "  $2: listing snapshots failed (see $WORK/logs/$1-$2-snapshots.log)"
 }
 
-restore() { # ds tool
-	local ds=$1 tool=$2 repo target=$WORK/restore/$1-$2 data=$WORK/data/$1
+restore() { # ds tool round
+	local ds=$1 tool=$2 round=$3 repo target=$WORK/restore/$1-$2-$3 data=$WORK/data/$1 key=$1-$2-restore$3 verdict
 	repo=$(repo_of "$ds" "$tool")
-	rm -rf "$target" && mkdir -p "$target"
+	mkdir -p "$target"
 	case $tool in
-	cairn) measure "$ds-$tool-restore" "$CAIRN" restore --repo "$repo" latest --target "$target" ;;
-	restic) measure "$ds-$tool-restore" restic -r "$repo" restore latest --target "$target" ;;
+	cairn) measure "$key" "$CAIRN" restore --repo "$repo" latest --target "$target" ;;
+	restic) measure "$key" restic -r "$repo" restore latest --target "$target" ;;
 	# borg stores paths without the leading "/" and extracts into the cwd.
-	borg) measure "$ds-$tool-restore" env -C "$target" borg extract "$repo::day3" ;;
+	borg) measure "$key" env -C "$target" borg extract "$repo::day3" ;;
 	esac
 	if ((RC != 0)); then
-		V[$ds|$tool|verify]="FAIL (restore exit $RC)"
+		V[$ds|$tool|verify]="FAIL (restore exit $RC in round $round)"
+		V[$ds|$tool|fail]="restore failed"
 		return 1
 	fi
-	V[$ds|$tool|restore_s]=$SECS
-	V[$ds|$tool|restore_rss]=$RSS_KB
+	V[$ds|$tool|restore_rounds]+="${V[$ds|$tool|restore_rounds]:+, }$SECS s"
+	if [ -z "${V[$ds|$tool|restore_s]:-}" ] || awk -v a="$SECS" -v b="${V[$ds|$tool|restore_s]}" 'BEGIN {exit !(a < b)}'; then
+		V[$ds|$tool|restore_s]=$SECS
+	fi
+	if ((RSS_KB > ${V[$ds|$tool|restore_rss]:-0})); then V[$ds|$tool|restore_rss]=$RSS_KB; fi
 	# Every tool restores the absolute path under the target: TARGET/<abs path>.
 	if [ ! -d "$target$data" ]; then
-		V[$ds|$tool|verify]="FAIL (no $data under target)"
-	elif diff -r --no-dereference -q "$data" "$target$data" >"$WORK/logs/$ds-$tool-verify.log" 2>&1; then
-		V[$ds|$tool|verify]="ok"
+		verdict="FAIL (no $data under target in round $round)"
+	elif diff -r --no-dereference -q "$data" "$target$data" >"$WORK/logs/$key-verify.log" 2>&1; then
+		verdict="ok"
 	else
-		V[$ds|$tool|verify]="FAIL ($(wc -l <"$WORK/logs/$ds-$tool-verify.log") differences)"
+		verdict="FAIL ($(wc -l <"$WORK/logs/$key-verify.log") differences in round $round)"
 	fi
-	log "  $tool restore: ${SECS}s ($(rate "${V[$ds|bytes1]}" "$SECS") MB/s), verify ${V[$ds|$tool|verify]}"
+	# One failed round fails the tool's verification.
+	if [ "${V[$ds|$tool|verify]:-ok}" = ok ]; then V[$ds|$tool|verify]=$verdict; fi
+	log "  $tool restore (round $round): ${SECS}s ($(rate "${V[$ds|bytes1]}" "$SECS") MB/s), verify $verdict"
 }
 
 # settle_deletions waits until the earlier run's files were deleted RECENTLY_DELETED
@@ -288,7 +300,7 @@ usable() { [ -z "${STATUS[$1]}" ] && [ -z "${V[$2|$1|fail]:-}" ]; }
 
 # ---------------------------------------------------------------- run
 avail=$(df -B1 --output=avail "$WORK" | tail -1)
-need=$(awk -v s="$SCALE" 'BEGIN {printf "%d", s * 2.2e9 * 7}')
+need=$(awk -v s="$SCALE" -v r="$RESTORE_ROUNDS" 'BEGIN {printf "%d", s * 2.2e9 * (4 + 3 * r)}')
 ((avail > need)) || log "warning: $(human "$avail") free under $WORK, about $(human "$need") recommended"
 
 START=$(date +%s)
@@ -327,8 +339,10 @@ for ds in $DATASETS; do
 		usable "$tool" "$ds" && backup "$ds" "$tool" 3 && list_snapshots "$ds" "$tool"
 	done
 	settle_deletions
-	for tool in $TOOLS; do
-		usable "$tool" "$ds" && restore "$ds" "$tool"
+	for ((round = 1; round <= RESTORE_ROUNDS; round++)); do
+		for tool in $TOOLS; do
+			usable "$tool" "$ds" && restore "$ds" "$tool" "$round"
+		done
 	done
 done
 ELAPSED=$(($(date +%s) - START))
@@ -357,13 +371,14 @@ ROWS=(
 	"unchanged re-backup|b2_s|s"
 	"day-2 backup (after mutation)|b3_s|s"
 	"repo growth after day 2|growth|bytes"
-	"restore latest|restore_s|s"
+	"restore latest (fastest round)|restore_s|s"
 	"restore throughput|restore_mbs|mbs"
-	"restore verified (diff -r)|verify|text"
+	"restore rounds|restore_rounds|text"
+	"restore verified (diff -r, every round)|verify|text"
 	"repo size after first backup|size1|bytes"
 	"repo size after day 2|size3|bytes"
 	"peak RSS backup (max of 3)|rss_backup|kib"
-	"peak RSS restore|restore_rss|kib"
+	"peak RSS restore (max of rounds)|restore_rss|kib"
 )
 
 version_of() {
@@ -393,7 +408,7 @@ report() {
 	echo "# cairn benchmark results"
 	echo
 	echo "Generated by \`bench/run.sh$( ((QUICK)) && echo " --quick")\` on $(date -u '+%Y-%m-%d %H:%M UTC'); scale $SCALE, seed $SEED, mutation seed $MUTATE_SEED; total run time ${ELAPSED}s."
-	echo "Warm page cache (nothing dropped; \`sync\` before each timed command), tools run one after another; all repositories encrypted."
+	echo "Warm page cache (nothing dropped; \`sync\` before each timed command), tools run one after another; all repositories encrypted. Restores: $RESTORE_ROUNDS rounds of every tool in turn, the fastest reported."
 	echo
 	echo "## Machine"
 	echo
