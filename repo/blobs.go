@@ -386,8 +386,9 @@ func verifyBlob(e pack.Entry, plain []byte, mac *crypto.BlobMAC) error {
 	return nil
 }
 
-// PackReader gives sequential access to a whole pack: it downloads the file once,
-// verifies its name, decrypts it and parses its header.
+// PackReader gives access to the blobs of a whole pack, read once, decrypted and
+// with its header parsed (ReadPack, which also verifies the pack's name, or
+// FetchPack and OpenPack).
 type PackReader struct {
 	Entries []pack.Entry
 	plain   []byte
@@ -535,7 +536,7 @@ func (r *Repository) openPack(ctx context.Context, fp *FetchedPack, checkName bo
 				return err
 			}
 			if got := ID(hasher.Sum(nil)); got != packID {
-				decErr = fmt.Errorf("content hash %s does not match its name", got.Short())
+				decErr = nameMismatch(got)
 			}
 			return nil
 		})
@@ -580,9 +581,14 @@ func decryptPackInPlace(packID ID, stored []byte, ident age.Identity, checkName 
 		return plain, errors.New("plaintext outgrew its buffer") // cannot happen: age only shrinks
 	}
 	if sum != packID {
-		return plain, fmt.Errorf("content hash %s does not match its name", sum.Short())
+		return plain, nameMismatch(sum)
 	}
 	return plain, nil
+}
+
+// nameMismatch is the error for a pack whose stored bytes hash to got, not its name.
+func nameMismatch(got ID) error {
+	return fmt.Errorf("content hash %s does not match its name", got.Short())
 }
 
 // readAllInto reads rd to its end, appending to buf, growing it by half at a time.

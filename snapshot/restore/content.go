@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -420,13 +419,12 @@ func (rs *restorer) openFile(name string, flag int, perm fs.FileMode) (*os.File,
 	if rs.testOpen != nil {
 		return rs.testOpen(name, flag, perm)
 	}
-	dir, base := path.Split(name)
-	d, err := rs.parents.get(strings.TrimSuffix(dir, "/"))
-	if err != nil {
-		return nil, err
-	}
-	defer rs.parents.put(d)
-	return d.r.OpenFile(base, flag, perm)
+	var fh *os.File
+	err := rs.parents.in(name, func(dir *os.Root, base string) (err error) {
+		fh, err = dir.OpenFile(base, flag, perm)
+		return err
+	})
+	return fh, err
 }
 
 // release closes f's handle, if open.
@@ -501,7 +499,11 @@ func (rs *restorer) finishLocked(f *fileState) {
 		metaErrs = append(metaErrs, fmt.Errorf("set times: %w", timesErr))
 	}
 	if rs.opts.InPlace {
-		if err := rs.root.Rename(f.tmp, f.rel); err != nil {
+		// tempName put f.tmp in f.rel's directory.
+		err := rs.parents.in(f.tmp, func(dir *os.Root, base string) error {
+			return dir.Rename(base, path.Base(f.rel))
+		})
+		if err != nil {
 			rs.failLocked(f, fmt.Errorf("replace with restored file: %w", err))
 			return
 		}

@@ -4,11 +4,14 @@ import (
 	"container/list"
 	"fmt"
 	"os"
+	"path"
+	"strings"
 	"sync"
 )
 
 // parentDirs keeps the directories that files are being created in open, so that
-// creating a file opens one name relative to its directory. os.Root resolves a path a
+// looking for something in the way of a file, creating it and (in place) moving it
+// into place each resolve one name relative to its directory. os.Root resolves a path a
 // component at a time, with an open and a close for each directory on the way:
 // creating a file nine levels below the restore target took 18 system calls before the
 // one that creates it (docs/PERFORMANCE.md §Restore).
@@ -65,6 +68,18 @@ func (c *parentDirs) get(rel string) (*parentDir, error) {
 		c.drop(e.Value.(*parentDir))
 	}
 	return d, nil
+}
+
+// in runs fn with an open handle on the directory of name (a path under the restore
+// target) and name's last component.
+func (c *parentDirs) in(name string, fn func(dir *os.Root, base string) error) error {
+	dir, base := path.Split(name)
+	d, err := c.get(strings.TrimSuffix(dir, "/"))
+	if err != nil {
+		return err
+	}
+	defer c.put(d)
+	return fn(d.r, base)
 }
 
 // put gives back a handle from get.

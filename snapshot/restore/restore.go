@@ -537,7 +537,11 @@ func kind(m fs.FileMode) string {
 // clearDirInTheWay handles an existing directory where the snapshot has a file or a
 // symlink: with Delete it is removed, otherwise the entry is an error.
 func (rs *restorer) clearDirInTheWay(rel string) bool {
-	fi, err := rs.root.Lstat(rel)
+	var fi fs.FileInfo
+	err := rs.parents.in(rel, func(dir *os.Root, base string) (err error) {
+		fi, err = dir.Lstat(base)
+		return err
+	})
 	if errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir() {
 		return true
 	}
