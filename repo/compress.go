@@ -10,7 +10,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// zstdText compresses the text-like stretches of data blobs (format version 2) and
+// zstdText compresses the text-like stretches of data blobs (format versions 2 and later) and
 // whole data blobs in version 1 repositories, at zstd's fastest level. Once random
 // bytes are kept out of its frames, the fastest level compresses a document set's text
 // layers better than the default level does whole blobs (docs/PERFORMANCE.md
@@ -53,7 +53,7 @@ const (
 )
 
 // compress returns the blob as stored and its compression code. segmented allows
-// several zstd frames per blob (format version 2): only the compressible stretches of
+// several zstd frames per blob (format versions 2 and later): only the compressible stretches of
 // a data blob are run through zstd, the rest is stored in raw zstd frames, so that a
 // PDF of image data with a text layer costs the encoder only its text.
 //

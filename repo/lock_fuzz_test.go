@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -158,8 +159,12 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted %+v", cfg)
 		}
 		for _, name := range []string{"files", "database"} {
-			if err := cfg.Chunking[name].Params().Validate(); err != nil {
-				t.Fatalf("accepted invalid chunking %q: %v", name, err)
+			validate := cfg.Chunking[name].Params().Validate
+			if cfg.Version < 3 {
+				validate = cfg.Chunking[name].Params().ValidateV2
+			}
+			if err := validate(); err != nil {
+				t.Fatalf("accepted invalid chunking %q for version %d: %v", name, cfg.Version, err)
 			}
 		}
 		again, err := json.Marshal(cfg)
@@ -170,6 +175,41 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("re-parse of an accepted config: %v", err)
 		}
 	})
+}
+
+// TestParseConfigChunking: an average below the minimum is valid from version 3 on
+// and corrupt before (docs/FORMAT.md §5).
+func TestParseConfigChunking(t *testing.T) {
+	config := func(version int, files string) []byte {
+		return []byte(fmt.Sprintf(`{"version":%d,"id":"%s","chunker_polynomial":"3dea92648f6e83","pack_size":16777216,
+			"chunking":{"files":%s,"database":{"min":16384,"max":262144,"average_bits":15}}}`, version, strings.Repeat("ab", 32), files))
+	}
+	for _, c := range []struct {
+		version int
+		files   string
+		err     string
+	}{
+		{2, `{"min":1048576,"max":8388608,"average_bits":20}`, ""},
+		{3, `{"min":1048576,"max":8388608,"average_bits":20}`, ""},
+		{3, `{"min":2097152,"max":8388608,"average_bits":19}`, ""},
+		{2, `{"min":2097152,"max":8388608,"average_bits":19}`, "corrupt config: invalid chunker parameters min 2097152 avg 2^19 max 8388608: format versions 1 and 2 need an average of at least the minimum"},
+		{1, `{"min":2097152,"max":8388608,"average_bits":19}`, "corrupt config: invalid chunker parameters min 2097152 avg 2^19 max 8388608: format versions 1 and 2 need an average of at least the minimum"},
+		{3, `{"min":2097152,"max":8388608,"average_bits":24}`, "corrupt config: invalid chunker parameters min 2097152 avg 2^24 max 8388608"},
+		{3, `{"min":32,"max":8388608,"average_bits":19}`, "corrupt config: invalid chunker parameters min 32 avg 2^19 max 8388608"},
+		{4, `{"min":2097152,"max":8388608,"average_bits":19}`, "repo: repository format is newer than this version of cairn (repository version 4, this cairn reads up to 3): upgrade cairn"},
+	} {
+		cfg, _, err := repo.ParseConfig(config(c.version, c.files))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.err {
+			t.Errorf("version %d files %s: error %q, want %q", c.version, c.files, got, c.err)
+		}
+		if err == nil && (cfg.Version != c.version || cfg.Chunking["files"].Params().Validate() != nil) {
+			t.Errorf("version %d files %s: parsed %+v", c.version, c.files, cfg)
+		}
+	}
 }
 
 // FuzzOpenKey feeds age-encrypted key files to crypto.OpenKey with an identity

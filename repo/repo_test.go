@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cairn-backup/cairn/chunk"
 	"github.com/cairn-backup/cairn/crypto"
 	"github.com/cairn-backup/cairn/repo"
 	"github.com/cairn-backup/cairn/repo/backend"
@@ -193,5 +194,35 @@ func TestCorruptPackDetected(t *testing.T) {
 	}
 	if _, err := r2.ReadPack(ctx, r2.Index().Packs()[0]); !errors.As(err, &ce) {
 		t.Fatalf("ReadPack: %v", err)
+	}
+}
+
+// TestInitChunkingByVersion: a new repository of version 3 chunks files with
+// chunk.Files (an average below the minimum); versions 1 and 2 get chunk.FilesV2,
+// which their older readers accept (docs/FORMAT.md §5, §13).
+func TestInitChunkingByVersion(t *testing.T) {
+	for version, want := range map[int]chunk.Params{1: chunk.FilesV2, 2: chunk.FilesV2, 3: chunk.Files} {
+		dir := t.TempDir()
+		be, err := local.Create(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := repo.Init(context.Background(), be, pass(t, "secret"), repo.InitOptions{Version: version}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := reopen(t, dir, "secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := r.Config()
+		if got := cfg.Chunking["files"].Params(); cfg.Version != version || got != want {
+			t.Errorf("version %d: config version %d, files chunking %+v, want %+v", version, cfg.Version, got, want)
+		}
+		if got := cfg.Chunking["database"].Params(); got != chunk.Database {
+			t.Errorf("version %d: database chunking %+v", version, got)
+		}
+	}
+	if chunk.FilesV2.ValidateV2() != nil || chunk.Files.ValidateV2() == nil || chunk.Files.Validate() != nil {
+		t.Fatal("chunk.Files needs format version 3 and chunk.FilesV2 does not")
 	}
 }

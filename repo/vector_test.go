@@ -29,6 +29,12 @@ func TestVectorRepoV2(t *testing.T) {
 	testVectorRepo(t, "repo-v2", 2, 15, []string{"hello.txt", "empty", "dir/random.bin", "dir/compressible.txt", "dir/scan.pdf"})
 }
 
+// TestVectorRepoV3 has a files chunking set whose average (2^19) is below its
+// minimum (2 MiB), which only version 3 allows (docs/FORMAT.md §5).
+func TestVectorRepoV3(t *testing.T) {
+	testVectorRepo(t, "repo-v3", 3, 15, []string{"hello.txt", "empty", "dir/random.bin", "dir/compressible.txt", "dir/scan.pdf"})
+}
+
 func testVectorRepo(t *testing.T, name string, version, dbAverageBits int, files []string) {
 	ctx := context.Background()
 	dir := filepath.Join("..", "testdata", "vectors", name)
@@ -48,6 +54,13 @@ func testVectorRepo(t *testing.T, name string, version, dbAverageBits int, files
 	cfg := r.Config()
 	if cfg.Version != version || cfg.PackSize != 16<<20 || cfg.Chunking["database"].AverageBits != dbAverageBits {
 		t.Fatalf("config: %+v", cfg)
+	}
+	wantFiles := repo.Chunking{Min: 512 << 10, Max: 8 << 20, AverageBits: 20} // made before 1 MiB minimums
+	if version >= 3 {
+		wantFiles = repo.Chunking{Min: 2 << 20, Max: 8 << 20, AverageBits: 19}
+	}
+	if cfg.Chunking["files"] != wantFiles {
+		t.Fatalf("files chunking: %+v", cfg.Chunking["files"])
 	}
 	// Every index file decodes by FORMAT.md §8, and lists packs that exist.
 	ids, err := r.List(ctx, backend.IndexFile)

@@ -25,7 +25,7 @@ identity in --identity-file.` + exitStatusHelp,
 		},
 	}
 	c.Flags().BoolVar(&opts.postQuantum, "pq", false, "wrap data and index keys to hybrid post-quantum (ML-KEM-768 + X25519) recipients")
-	c.Flags().IntVar(&opts.formatVersion, "format-version", repo.FormatVersion, "repository format version to create: 1 stays readable by cairn 0.1, 2 stores data in less space and time (docs/FORMAT.md §13)")
+	c.Flags().IntVar(&opts.formatVersion, "format-version", repo.FormatVersion, "repository format version to create: 1 stays readable by cairn 0.1, 2 stores data in less space and time, 3 also chunks media faster (docs/FORMAT.md §13)")
 	return c
 }
 
