@@ -52,29 +52,52 @@ const (
 	segMinRandom = 4 * segBlock
 )
 
-// compress returns the blob as stored and its compression code. segmented allows
-// several zstd frames per blob (format versions 2 and later): only the compressible stretches of
-// a data blob are run through zstd, the rest is stored in raw zstd frames, so that a
-// PDF of image data with a text layer costs the encoder only its text.
-//
-// The compressed form is appended to dst[:0] (grown if needed); the result is either
-// data itself or that buffer.
+// compress returns the blob as stored and its compression code, in one piece: the
+// compressed form is appended to dst[:0] (grown if needed); the result is either data
+// itself or that buffer. The writer uses compressTo, which does not copy raw
+// stretches.
 func compress(dst, data []byte, t blob.Type, segmented bool) ([]byte, uint8) {
+	s := storedBlob{buf: dst}
+	comp := compressTo(&s, data, t, segmented)
+	if len(s.parts) == 1 {
+		return s.parts[0], comp
+	}
+	out := make([]byte, 0, s.n)
+	for _, p := range s.parts {
+		out = append(out, p...)
+	}
+	return out, comp
+}
+
+// storedBlob is a blob as stored, in pieces to be written one after the other:
+// slices of buf (zstd frame and block headers, compressed frames) and of the
+// plaintext (the raw blocks of random stretches, or the whole blob if it is stored
+// uncompressed). A raw stretch of a PDF's image data thus goes from the plaintext
+// straight to the pack's encryption, without another copy.
+type storedBlob struct {
+	buf   []byte
+	parts [][]byte
+	n     int // total length
+}
+
+// compressTo sets s to the blob as stored and returns its compression code.
+// segmented allows several zstd frames per blob (format versions 2 and later): only
+// the compressible stretches of a data blob are run through zstd, the rest is stored
+// in raw zstd frames, so that a PDF of image data with a text layer costs the encoder
+// only its text. s.buf is reused and grown as needed.
+func compressTo(s *storedBlob, data []byte, t blob.Type, segmented bool) uint8 {
+	s.parts, s.n = s.parts[:0], 0
 	if len(data) < 64 {
-		return data, pack.CompressionNone
+		return s.keep(data, nil)
 	}
-	if need := len(data) + len(data)/(128<<10)*3 + 1024; cap(dst) < need {
-		dst = make([]byte, 0, need)
-	}
-	dst = dst[:0]
 	if t == blob.Tree {
-		return keepIfSmaller(data, zstdDefault.EncodeAll(data, dst))
+		return s.keep(data, zstdDefault.EncodeAll(data, s.dst(len(data))))
 	}
 	if !segmented {
 		if len(data) >= 16<<10 && !worthCompressing(data) {
-			return data, pack.CompressionNone
+			return s.keep(data, nil)
 		}
-		return keepIfSmaller(data, zstdText.EncodeAll(data, dst))
+		return s.keep(data, zstdText.EncodeAll(data, s.dst(len(data))))
 	}
 	runs := textRuns(data)
 	switch {
@@ -82,33 +105,95 @@ func compress(dst, data []byte, t blob.Type, segmented bool) ([]byte, uint8) {
 		// Nothing looks like text; a few samples catch high-entropy data that still
 		// repeats itself.
 		if len(data) >= 16<<10 && !worthCompressing(data) {
-			return data, pack.CompressionNone
+			return s.keep(data, nil)
 		}
-		return keepIfSmaller(data, zstdText.EncodeAll(data, dst))
+		return s.keep(data, zstdText.EncodeAll(data, s.dst(len(data))))
 	case len(runs) == 1 && runs[0].start == 0 && runs[0].end == len(data):
 		if len(data) < smallTextBlob {
-			return keepIfSmaller(data, zstdDefault.EncodeAll(data, dst))
+			return s.keep(data, zstdDefault.EncodeAll(data, s.dst(len(data))))
 		}
-		return keepIfSmaller(data, zstdText.EncodeAll(data, dst))
+		return s.keep(data, zstdText.EncodeAll(data, s.dst(len(data))))
 	}
-	out := dst
+	// Pieces are recorded as offsets into out, which may still grow, and turned into
+	// slices at the end. A piece of the plaintext has from < 0: data[-from-1:to].
+	type piece struct{ from, to int }
+	pieces := make([]piece, 0, 2*len(runs)+8)
+	text := 0
+	for _, r := range runs {
+		text += r.end - r.start
+	}
+	out := s.dst(text + 64*len(runs) + (len(data)-text)/zstdMaxBlockSize*3)
+	raw := func(b []byte, at int) {
+		if len(b) == 0 {
+			return
+		}
+		start := len(out)
+		out = appendRawFrameHeader(out, len(b))
+		for off := 0; off < len(b); off += zstdMaxBlockSize {
+			n := min(len(b)-off, zstdMaxBlockSize)
+			if off > 0 {
+				start = len(out)
+			}
+			out = appendRawBlockHeader(out, n, off+n == len(b))
+			pieces = append(pieces, piece{start, len(out)}, piece{-(at + off) - 1, at + off + n})
+		}
+	}
 	pos := 0
 	for _, r := range runs {
-		out = appendRawFrame(out, data[pos:r.start])
+		raw(data[pos:r.start], pos)
+		start := len(out)
 		out = zstdText.EncodeAll(data[r.start:r.end], out)
+		pieces = append(pieces, piece{start, len(out)})
 		pos = r.end
 	}
-	out = appendRawFrame(out, data[pos:])
-	return keepIfSmaller(data, out)
+	raw(data[pos:], pos)
+	total := 0
+	for _, p := range pieces {
+		total += p.to - max(p.from, -p.from-1)
+	}
+	s.buf = out
+	if !saves(len(data), total) {
+		return s.keep(data, nil)
+	}
+	for _, p := range pieces {
+		if p.from < 0 {
+			s.add(data[-p.from-1 : p.to])
+		} else {
+			s.add(out[p.from:p.to])
+		}
+	}
+	return pack.CompressionZstd
 }
 
-// keepIfSmaller stores c if it saves at least 1/128 of the blob, else the plaintext:
-// a blob that barely shrinks is cheaper to read uncompressed.
-func keepIfSmaller(data, c []byte) ([]byte, uint8) {
-	if len(c) >= len(data)-len(data)/128 {
-		return data, pack.CompressionNone
+// keep sets s to c, the blob compressed into s.buf, if it saves at least 1/128 of
+// the blob, else to the plaintext (a blob that barely shrinks is cheaper to read
+// uncompressed), and returns the compression code. c == nil means not compressed.
+func (s *storedBlob) keep(data, c []byte) uint8 {
+	if c != nil {
+		s.buf = c[:0] // the encoder may have grown it
 	}
-	return c, pack.CompressionZstd
+	if c == nil || !saves(len(data), len(c)) {
+		s.add(data)
+		return pack.CompressionNone
+	}
+	s.add(c)
+	return pack.CompressionZstd
+}
+
+// saves reports whether storing n bytes instead of raw saves at least 1/128.
+func saves(raw, n int) bool { return n < raw-raw/128 }
+
+// dst returns s.buf emptied, with room for n bytes compressed.
+func (s *storedBlob) dst(n int) []byte {
+	if need := n + n/(128<<10)*3 + 1024; cap(s.buf) < need {
+		s.buf = make([]byte, 0, need)
+	}
+	return s.buf[:0]
+}
+
+func (s *storedBlob) add(b []byte) {
+	s.parts = append(s.parts, b)
+	s.n += len(b)
 }
 
 type span struct{ start, end int }
@@ -191,30 +276,22 @@ const (
 	zstdMaxBlockSize = 128 << 10
 )
 
-// appendRawFrame appends a zstd frame holding b in raw blocks: a single-segment frame
-// with a 4-byte content size, no checksum, then blocks of at most 128 KiB. An empty b
-// appends nothing.
-func appendRawFrame(out, b []byte) []byte {
-	if len(b) == 0 {
-		return out
-	}
+// appendRawFrameHeader appends the header of a frame of raw blocks holding n bytes.
+func appendRawFrameHeader(out []byte, n int) []byte {
 	out = binary.LittleEndian.AppendUint32(out, zstdMagic)
 	// Frame_Header_Descriptor: FCS_Field_Size 2 (4 bytes), Single_Segment 1.
 	out = append(out, 2<<6|1<<5)
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(b)))
-	for len(b) > 0 {
-		n := min(len(b), zstdMaxBlockSize)
-		last := uint32(0)
-		if n == len(b) {
-			last = 1
-		}
-		// Block_Header: Last_Block (1 bit), Block_Type 0 = raw (2 bits), Block_Size.
-		h := last | uint32(n)<<3
-		out = append(out, byte(h), byte(h>>8), byte(h>>16))
-		out = append(out, b[:n]...)
-		b = b[n:]
+	return binary.LittleEndian.AppendUint32(out, uint32(n))
+}
+
+// appendRawBlockHeader appends the header of a raw block of n bytes.
+func appendRawBlockHeader(out []byte, n int, last bool) []byte {
+	// Block_Header: Last_Block (1 bit), Block_Type 0 = raw (2 bits), Block_Size.
+	h := uint32(n) << 3
+	if last {
+		h |= 1
 	}
-	return out
+	return append(out, byte(h), byte(h>>8), byte(h>>16))
 }
 
 func worthCompressing(data []byte) bool {

@@ -91,6 +91,37 @@ func TestCompressRoundTrip(t *testing.T) {
 	}
 }
 
+// TestCompressToReuse: a storedBlob reused from blob to blob, as the writer's pool
+// does, gives the same stored bytes as a fresh one, and the raw stretches of a mixed
+// blob are pieces of the plaintext itself, not copies.
+func TestCompressToReuse(t *testing.T) {
+	text, random, pdf := benchData(true), benchData(false), pdfLike()
+	var s storedBlob
+	for i, data := range [][]byte{pdf, text, random, pdf[:len(pdf)/3], []byte("tiny"), text[:5000], pdf} {
+		want, wantComp := compress(nil, data, blob.Data, true)
+		comp := compressTo(&s, data, blob.Data, true)
+		if got := bytes.Join(s.parts, nil); comp != wantComp || s.n != len(want) || !bytes.Equal(got, want) {
+			t.Fatalf("blob %d: compression %d, %d bytes in %d parts; want %d, %d bytes", i, comp, s.n, len(s.parts), wantComp, len(want))
+		}
+	}
+	d := bytes.Clone(pdf)
+	compressTo(&s, d, blob.Data, true)
+	before := bytes.Join(s.parts, nil)
+	for i := range d {
+		d[i] ^= 0xff
+	}
+	after := bytes.Join(s.parts, nil)
+	changed := 0
+	for i := range before {
+		if before[i] != after[i] {
+			changed++
+		}
+	}
+	if changed < len(d)/2 {
+		t.Fatalf("%d of %d stored bytes follow the plaintext: raw stretches were copied", changed, len(before))
+	}
+}
+
 // TestRawFramesStandardDecoder checks the multi-frame form against the reference zstd
 // implementation, when it is installed: an independent reader decodes it with any
 // RFC 8878 decoder.
@@ -206,4 +237,21 @@ func BenchmarkTextRuns(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		textRuns(data)
 	}
+}
+
+// appendRawFrame appends a zstd frame holding b in raw blocks: a single-segment frame
+// with a 4-byte content size, no checksum, then blocks of at most 128 KiB. An empty b
+// appends nothing.
+func appendRawFrame(out, b []byte) []byte {
+	if len(b) == 0 {
+		return out
+	}
+	out = appendRawFrameHeader(out, len(b))
+	for len(b) > 0 {
+		n := min(len(b), zstdMaxBlockSize)
+		out = appendRawBlockHeader(out, n, n == len(b))
+		out = append(out, b[:n]...)
+		b = b[n:]
+	}
+	return out
 }

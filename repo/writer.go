@@ -19,9 +19,9 @@ import (
 	"github.com/zeebo/blake3"
 )
 
-// compressBufs recycles the buffers blobs are compressed into: SaveBlob copies the
+// storedBlobs recycles the buffers blobs are compressed into: SaveBlob copies the
 // stored form into its pack before it returns.
-var compressBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2<<20); return &b }}
+var storedBlobs = sync.Pool{New: func() any { return &storedBlob{buf: make([]byte, 0, 2<<20)} }}
 
 // WriterOptions tunes a write session.
 type WriterOptions struct {
@@ -203,39 +203,42 @@ func (w *Writer) SaveBlob(t blob.Type, id ID, data []byte) (bool, error) {
 	w.pending[id] = struct{}{}
 	w.mu.Unlock()
 
-	bp := compressBufs.Get().(*[]byte)
-	defer compressBufs.Put(bp)
-	stored, comp := compress(*bp, data, t, w.r.cfg.Version >= 2)
-	if comp != pack.CompressionNone && cap(stored) <= 3<<20 {
-		*bp = stored[:0] // keep a buffer that had to grow, unless it is unusually large
-	}
+	sb := storedBlobs.Get().(*storedBlob)
+	defer func() {
+		if cap(sb.buf) > 3<<20 {
+			sb.buf = nil // keep a buffer that had to grow, unless it is unusually large
+		}
+		clear(sb.parts)
+		storedBlobs.Put(sb)
+	}()
+	comp := compressTo(sb, data, t, w.r.cfg.Version >= 2)
 	if t == blob.Tree {
 		w.treeMu.Lock()
-		p, err := w.add(w.treePacker, t, id, comp, stored, len(data))
+		p, err := w.add(w.treePacker, t, id, comp, sb, len(data))
 		w.treePacker = p
 		w.treeMu.Unlock()
 		return err == nil, err
 	}
 	p := <-w.dataPackers
-	p, err := w.add(p, t, id, comp, stored, len(data))
+	p, err := w.add(p, t, id, comp, sb, len(data))
 	w.dataPackers <- p
 	return err == nil, err
 }
 
-func (w *Writer) add(p *packer, t blob.Type, id ID, comp uint8, stored []byte, rawLen int) (*packer, error) {
+func (w *Writer) add(p *packer, t blob.Type, id ID, comp uint8, stored *storedBlob, rawLen int) (*packer, error) {
 	if p == nil {
 		var err error
 		if p, err = w.newPacker(t); err != nil {
 			return nil, w.fail(err)
 		}
 	}
-	if err := p.pw.Add(t, id, comp, stored, rawLen); err != nil {
+	if err := p.pw.AddParts(t, id, comp, stored.parts, rawLen); err != nil {
 		p.discard()
 		return nil, w.fail(fmt.Errorf("add blob to pack: %w", err))
 	}
 	atomic.AddInt64(&w.stats.BlobsAdded, 1)
 	atomic.AddInt64(&w.stats.BytesRaw, int64(rawLen))
-	atomic.AddInt64(&w.stats.BytesStored, int64(len(stored)))
+	atomic.AddInt64(&w.stats.BytesStored, int64(stored.n))
 	if p.pw.Size() >= uint64(w.r.cfg.PackSize) {
 		if err := w.finish(p); err != nil {
 			return nil, err

@@ -57,18 +57,30 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
 // Add appends one stored blob. data is the blob as stored (compressed or raw).
 func (w *Writer) Add(t blob.Type, id blob.ID, compression uint8, data []byte, rawLength int) error {
-	if len(data) > MaxBlobSize || rawLength > MaxBlobSize {
-		return fmt.Errorf("add blob %s: size %d exceeds the maximum", id.Short(), len(data))
+	return w.AddParts(t, id, compression, [][]byte{data}, rawLength)
+}
+
+// AddParts appends one stored blob given in pieces: the blob as stored is their
+// concatenation.
+func (w *Writer) AddParts(t blob.Type, id blob.ID, compression uint8, parts [][]byte, rawLength int) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
 	}
-	if w.size+uint64(len(data)) > 1<<32-1-uint64(EntrySize*(len(w.entries)+1)+TrailerSize) {
+	if n > MaxBlobSize || rawLength > MaxBlobSize {
+		return fmt.Errorf("add blob %s: size %d exceeds the maximum", id.Short(), n)
+	}
+	if w.size+uint64(n) > 1<<32-1-uint64(EntrySize*(len(w.entries)+1)+TrailerSize) {
 		return fmt.Errorf("add blob %s: pack would exceed 4 GiB", id.Short())
 	}
-	if _, err := w.w.Write(data); err != nil {
-		return fmt.Errorf("write blob %s: %w", id.Short(), err)
+	for _, p := range parts {
+		if _, err := w.w.Write(p); err != nil {
+			return fmt.Errorf("write blob %s: %w", id.Short(), err)
+		}
 	}
 	w.entries = append(w.entries, Entry{Type: t, Compression: compression, ID: id,
-		Offset: uint32(w.size), Length: uint32(len(data)), RawLength: uint32(rawLength)})
-	w.size += uint64(len(data))
+		Offset: uint32(w.size), Length: uint32(n), RawLength: uint32(rawLength)})
+	w.size += uint64(n)
 	return nil
 }
 
