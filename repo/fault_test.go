@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,8 +295,8 @@ func TestBackupRetriesTransientFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb := faulty.New(be)
-	var retries int
-	rb := retry.New(fb, retry.Options{Attempts: 3, Base: time.Millisecond, OnRetry: func(int, error, time.Duration) { retries++ }})
+	var retries atomic.Int32 // uploads run concurrently
+	rb := retry.New(fb, retry.Options{Attempts: 3, Base: time.Millisecond, OnRetry: func(int, error, time.Duration) { retries.Add(1) }})
 	rr, err := repo.Open(context.Background(), rb, ftCred(t))
 	if err != nil {
 		t.Fatal(err)
@@ -310,20 +311,20 @@ func TestBackupRetriesTransientFaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("backup with transient faults behind retry: %v", err)
 	}
-	if retries < 3 {
-		t.Errorf("%d retries, want at least 3", retries)
+	if n := retries.Load(); n < 3 {
+		t.Errorf("%d retries, want at least 3", n)
 	}
 	e.restoreEqual(res.Snapshot, ftRead(t, e.src))
 
 	ftWrite(t, e.src, map[string][]byte{"r2.bin": ftData(11, 2<<20)})
 	fb.Reset()
 	fb.Add(faulty.Rule{Op: faulty.OpSave, Type: backend.PackFile, Kind: faulty.NoSpace})
-	retries = 0
+	retries.Store(0)
 	if _, err := backup.Run(context.Background(), rr, backup.Options{Paths: []string{e.src}, Host: "faults"}); !errors.Is(err, backend.ErrNoSpace) {
 		t.Fatalf("full disk behind retry: %v", err)
 	}
-	if retries != 0 {
-		t.Errorf("a full disk was retried %d times", retries)
+	if n := retries.Load(); n != 0 {
+		t.Errorf("a full disk was retried %d times", n)
 	}
 }
 

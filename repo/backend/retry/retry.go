@@ -30,6 +30,7 @@ type Options struct {
 	MaxDelay time.Duration // upper bound of one wait
 	// OnRetry, when set, is called before each wait with the failed attempt's number
 	// and error (which names the operation and file).
+	// It may be called from several goroutines at once: the backend is used concurrently.
 	OnRetry func(attempt int, err error, wait time.Duration)
 }
 
