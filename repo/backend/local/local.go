@@ -303,18 +303,20 @@ func (b *Backend) Load(ctx context.Context, h backend.Handle, length int, offset
 	return nil
 }
 
-// LoadFile implements backend.FileLoader. The whole file is read in one request with
-// direct I/O where the file system allows it, into buf when buf is aligned and large
-// enough. A restore, copy or check reads each pack once: through the page cache, every
-// 4 KiB of it would take a page the kernel has to find and fill (on the reference
-// machine about 2.5 ns per byte of kernel time, more than decrypting it), to be
-// thrown away later (docs/PERFORMANCE.md §Restore).
+// LoadFile implements backend.FileLoader. The whole file is read in one request, into
+// buf when buf is aligned and large enough: what the page cache already holds (a pack
+// another tool or an earlier command left there) is copied from it, and the rest is
+// read with direct I/O where the file system allows it. A restore, copy or check
+// reads each pack once: through the page cache, every 4 KiB not yet cached would
+// take a page the kernel has to find and fill (on the reference machine about 2.5 ns
+// per byte of kernel time, more than decrypting it), to be thrown away later
+// (docs/PERFORMANCE.md §Restore).
 func (b *Backend) LoadFile(ctx context.Context, h backend.Handle, buf []byte) ([]byte, error) {
 	if err := b.check(ctx, "load", h); err != nil {
 		return nil, err
 	}
 	name := b.filename(h)
-	f, direct, err := openForDirectRead(name)
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", h, err)
 	}
@@ -331,27 +333,36 @@ func (b *Backend) LoadFile(ctx context.Context, h backend.Handle, buf []byte) ([
 		buf = directio.Buffer((need + loadSlack - 1) &^ (loadSlack - 1))
 	}
 	buf = buf[:need]
-	n := 0
-	for n < size {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		m, err := f.Read(buf[n:need])
-		n += m
-		if err == io.EOF || (err == nil && m == 0) {
-			break
-		}
-		if err != nil && direct && errors.Is(err, syscall.EINVAL) {
-			// An offset or length the file system will not read directly (a short
-			// read left n unaligned): go on through the page cache.
-			if cerr := directio.Clear(f); cerr != nil {
-				return nil, fmt.Errorf("load %s: %w", h, cerr)
-			}
-			direct = false
-			continue
-		}
+	n := directio.ReadCached(f, buf[:size])
+	if n < size {
+		// Direct reads start at an aligned offset.
+		n &^= directio.Align - 1
+		df, direct, err := openForDirectRead(name)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", h, err)
+		}
+		defer func() { _ = df.Close() }()
+		for n < size {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			m, err := df.ReadAt(buf[n:need], int64(n))
+			n += m
+			if err == io.EOF {
+				break
+			}
+			if err != nil && direct && errors.Is(err, syscall.EINVAL) {
+				// An offset or length the file system will not read directly (a short
+				// read left n unaligned): go on through the page cache.
+				if cerr := directio.Clear(df); cerr != nil {
+					return nil, fmt.Errorf("load %s: %w", h, cerr)
+				}
+				direct = false
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("load %s: %w", h, err)
+			}
 		}
 	}
 	if n != size {
