@@ -52,23 +52,6 @@ const (
 	segMinRandom = 4 * segBlock
 )
 
-// compress returns the blob as stored and its compression code, in one piece: the
-// compressed form is appended to dst[:0] (grown if needed); the result is either data
-// itself or that buffer. The writer uses compressTo, which does not copy raw
-// stretches.
-func compress(dst, data []byte, t blob.Type, segmented bool) ([]byte, uint8) {
-	s := storedBlob{buf: dst}
-	comp := compressTo(&s, data, t, segmented)
-	if len(s.parts) == 1 {
-		return s.parts[0], comp
-	}
-	out := make([]byte, 0, s.n)
-	for _, p := range s.parts {
-		out = append(out, p...)
-	}
-	return out, comp
-}
-
 // storedBlob is a blob as stored, in pieces to be written one after the other:
 // slices of buf (zstd frame and block headers, compressed frames) and of the
 // plaintext (the raw blocks of random stretches, or the whole blob if it is stored
@@ -114,9 +97,12 @@ func compressTo(s *storedBlob, data []byte, t blob.Type, segmented bool) uint8 {
 		}
 		return s.keep(data, zstdText.EncodeAll(data, s.dst(len(data))))
 	}
-	// Pieces are recorded as offsets into out, which may still grow, and turned into
-	// slices at the end. A piece of the plaintext has from < 0: data[-from-1:to].
-	type piece struct{ from, to int }
+	// Pieces are recorded as offsets, into out (which may still grow) or into the
+	// plaintext, and turned into slices at the end.
+	type piece struct {
+		plain    bool
+		from, to int
+	}
 	pieces := make([]piece, 0, 2*len(runs)+8)
 	text := 0
 	for _, r := range runs {
@@ -135,7 +121,7 @@ func compressTo(s *storedBlob, data []byte, t blob.Type, segmented bool) uint8 {
 				start = len(out)
 			}
 			out = appendRawBlockHeader(out, n, off+n == len(b))
-			pieces = append(pieces, piece{start, len(out)}, piece{-(at + off) - 1, at + off + n})
+			pieces = append(pieces, piece{false, start, len(out)}, piece{true, at + off, at + off + n})
 		}
 	}
 	pos := 0
@@ -143,21 +129,21 @@ func compressTo(s *storedBlob, data []byte, t blob.Type, segmented bool) uint8 {
 		raw(data[pos:r.start], pos)
 		start := len(out)
 		out = zstdText.EncodeAll(data[r.start:r.end], out)
-		pieces = append(pieces, piece{start, len(out)})
+		pieces = append(pieces, piece{false, start, len(out)})
 		pos = r.end
 	}
 	raw(data[pos:], pos)
 	total := 0
 	for _, p := range pieces {
-		total += p.to - max(p.from, -p.from-1)
+		total += p.to - p.from
 	}
 	s.buf = out
 	if !saves(len(data), total) {
 		return s.keep(data, nil)
 	}
 	for _, p := range pieces {
-		if p.from < 0 {
-			s.add(data[-p.from-1 : p.to])
+		if p.plain {
+			s.add(data[p.from:p.to])
 		} else {
 			s.add(out[p.from:p.to])
 		}

@@ -255,3 +255,19 @@ func appendRawFrame(out, b []byte) []byte {
 	}
 	return out
 }
+
+// compress is compressTo with the blob as stored in one piece, for tests: the
+// compressed form is appended to dst[:0] (grown if needed); the result is either data
+// itself or that buffer.
+func compress(dst, data []byte, t blob.Type, segmented bool) ([]byte, uint8) {
+	s := storedBlob{buf: dst}
+	comp := compressTo(&s, data, t, segmented)
+	if len(s.parts) == 1 {
+		return s.parts[0], comp
+	}
+	out := make([]byte, 0, s.n)
+	for _, p := range s.parts {
+		out = append(out, p...)
+	}
+	return out, comp
+}
