@@ -66,17 +66,31 @@ func (m *Server) Restart() {
 	m.cmd = cmd
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + m.Addr + "/minio/health/ready")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if m.ready() {
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(m.log)
 	m.t.Fatalf("private minio on %s did not become ready: %s", m.Addr, log)
+}
+
+// ready reports whether the server answers S3 requests. /minio/health/ready can say
+// yes a moment before the object layer is up; until then an S3 request gets 503
+// "Server not initialized yet" (seen as a failed `cairn init` right after a start).
+// An anonymous ListBuckets is refused with 403 once the server is initialized.
+func (m *Server) ready() bool {
+	for _, path := range []string{"/minio/health/ready", "/"} {
+		resp, err := http.Get("http://" + m.Addr + path)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode >= 500 || (path != "/" && resp.StatusCode != http.StatusOK) {
+			return false
+		}
+	}
+	return true
 }
 
 // Kill stops the server at once, as a crash would.
