@@ -145,8 +145,9 @@ func crashBackup(t *testing.T, bin string, counts *crashCounts) {
 	c := crashtest.New(t, bin, tmpl)
 	c.Init(crashPackSize)
 	want := map[string]crashtest.Tree{} // snapshot ID -> source content
-	// Eight packs or so per generation: the first index file is written after four.
-	const genSize = 8 << 20
+	// Five packs or so per generation (chunks of 2 MiB and more, each in a pack of
+	// its own at this pack size): the first index file is written after four.
+	const genSize = 12 << 20
 	backupGen := func(c *crashtest.Cairn, g int) {
 		tree := writeGenerationSize(t, src, g, genSize)
 		before := map[string]bool{}
