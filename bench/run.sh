@@ -200,6 +200,18 @@ repo_of() { echo "$WORK/repos/$1-$2"; }
 # restic restored from memory while cairn and borg read 1.8 GB from the disk.
 warm() { find "$1" -type f -exec cat {} + >/dev/null; }
 
+# add_round ds tool metric appends this command's time ($SECS) to the list
+# "metric_rounds" and keeps the fastest in "metric_s"; it succeeds when this round
+# is the fastest so far.
+add_round() {
+	local k="$1|$2|$3"
+	V[${k}_rounds]+="${V[${k}_rounds]:+, }$SECS s"
+	if [ -n "${V[${k}_s]:-}" ] && ! awk -v a="$SECS" -v b="${V[${k}_s]}" 'BEGIN {exit !(a < b)}'; then
+		return 1
+	fi
+	V[${k}_s]=$SECS
+}
+
 tool_init() { # tool repo
 	case $1 in
 	cairn) "$CAIRN" init --repo "$2" ;;
@@ -224,19 +236,13 @@ backup() { # ds tool n [round]: round > 1 is a further first backup into a scrat
 		V[$ds|$tool|fail]="backup $n failed${4:+ in round $round}"
 		return 1
 	fi
-	if ((n == 1)); then
-		V[$ds|$tool|b1_rounds]+="${V[$ds|$tool|b1_rounds]:+, }$SECS s"
-	fi
 	if ((round > 1)); then
-		if awk -v a="$SECS" -v b="${V[$ds|$tool|b1_s]}" 'BEGIN {exit !(a < b)}'; then
-			V[$ds|$tool|b1_s]=$SECS
-			V[$ds|$tool|b1_cpu]=$CPU_S
-		fi
-		local rss1=${V[$ds|$tool|b1_rss]:-0}
-		((RSS_KB > rss1)) && V[$ds|$tool|b1_rss]=$RSS_KB
+		if add_round "$ds" "$tool" b1; then V[$ds|$tool|b1_cpu]=$CPU_S; fi
+		if ((RSS_KB > ${V[$ds|$tool|b1_rss]:-0})); then V[$ds|$tool|b1_rss]=$RSS_KB; fi
 		log "  $tool backup 1 (round $round): ${SECS}s, peak RSS $(fmt_val kib "$RSS_KB") ($(rate "${V[$ds|bytes0]}" "$SECS") MB/s)"
 		return 0
 	fi
+	if ((n == 1)); then add_round "$ds" "$tool" b1 || :; fi
 	V[$ds|$tool|b${n}_s]=$SECS
 	V[$ds|$tool|b${n}_cpu]=$CPU_S
 	V[$ds|$tool|b${n}_rss]=$RSS_KB
@@ -272,10 +278,7 @@ restore() { # ds tool round
 		V[$ds|$tool|fail]="restore failed"
 		return 1
 	fi
-	V[$ds|$tool|restore_rounds]+="${V[$ds|$tool|restore_rounds]:+, }$SECS s"
-	if [ -z "${V[$ds|$tool|restore_s]:-}" ] || awk -v a="$SECS" -v b="${V[$ds|$tool|restore_s]}" 'BEGIN {exit !(a < b)}'; then
-		V[$ds|$tool|restore_s]=$SECS
-	fi
+	add_round "$ds" "$tool" restore || :
 	if ((RSS_KB > ${V[$ds|$tool|restore_rss]:-0})); then V[$ds|$tool|restore_rss]=$RSS_KB; fi
 	# Every tool restores the absolute path under the target: TARGET/<abs path>.
 	if [ ! -d "$target$data" ]; then
